@@ -1,0 +1,186 @@
+"""Command line: ``sidep-helper ingest | search | status``.
+
+Messages for people are in French; ``--json`` output is the machine contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from helper import __version__
+from helper.config import ConfigError, Settings, load
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidep-helper",
+        description="Retrouver et imprimer les certificats de test SI-DEP reçus par messagerie MSSanté.",
+    )
+    parser.add_argument("--version", action="version", version=f"sidep-helper {__version__}")
+    parser.add_argument("--data-dir", help="dossier des données (par défaut : dossier utilisateur de l'application)")
+    parser.add_argument("--config", help="fichier de configuration TOML")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
+
+    p = sub.add_parser("ingest", help="indexer des fichiers de messagerie (.eml, mbox, Maildir, PDF)")
+    p.add_argument("paths", nargs="*", metavar="CHEMIN",
+                   help="fichiers ou dossiers (par défaut : le dossier Téléchargements)")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+    p.add_argument("--workers", type=int, default=None, help="nombre de processus d'analyse (par défaut : un par cœur)")
+    p.add_argument("--quiet", "-q", action="store_true", help="sans barre de progression")
+
+    p = sub.add_parser("search", help="rechercher un certificat (nom, prénom, dossier, date de naissance, INS)")
+    p.add_argument("query", nargs="*", metavar="RECHERCHE")
+    p.add_argument("--site", help="restreindre à un site (FINESS géographique)")
+    p.add_argument("--limit", type=int, default=20, help="nombre maximal de résultats (défaut 20)")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+
+    p = sub.add_parser("status", help="état de l'index et messages en quarantaine")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if os.name == "posix":
+        os.umask(0o077)
+    args = _parser().parse_args(argv)
+    try:
+        settings = load(args.data_dir, args.config)
+    except ConfigError as exc:
+        print(f"Erreur : {exc}", file=sys.stderr)
+        return 2
+    handler = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status}[args.command]
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        print("\nInterrompu. Relancez la même commande : rien n'est perdu.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _emit(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=None)
+    sys.stdout.write("\n")
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.ingest import Ingester
+    from helper.store import Store
+
+    if args.paths:
+        paths = [Path(p).expanduser() for p in args.paths]
+    else:
+        import platformdirs
+
+        paths = [Path(platformdirs.user_downloads_dir())]
+        if not paths[0].is_dir():
+            print(f"Dossier Téléchargements introuvable ({paths[0]}) : rien à indexer.", file=sys.stderr)
+            paths = []
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"Erreur : chemin introuvable : {', '.join(missing)}", file=sys.stderr)
+        return 2
+    store = Store(settings.data_dir)
+    try:
+        report = Ingester(store, settings.trusted_senders, workers=args.workers).run(
+            paths, progress=not (args.quiet or args.json)
+        )
+    finally:
+        store.close()
+    if args.json:
+        _emit(report.counts())
+    else:
+        print(
+            f"{report.new} nouveau(x) certificat(s), {report.duplicates} déjà connu(s), "
+            f"{report.ignored} autre(s) message(s) ignoré(s), {report.quarantined} en quarantaine "
+            f"— {report.files} fichier(s) vu(s) dont {report.unchanged} inchangé(s), en {report.elapsed:.1f} s."
+        )
+        if report.quarantined:
+            print("Voir « sidep-helper status » pour la liste des messages en quarantaine.")
+    return 0
+
+
+def _open_readonly(settings: Settings) -> Any:
+    from helper.store import Store
+
+    try:
+        return Store(settings.data_dir, readonly=True)
+    except FileNotFoundError:
+        return None
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.search import Searcher
+
+    store = _open_readonly(settings)
+    if store is None:
+        result: dict[str, Any] = {"results": [], "total": 0}
+    else:
+        try:
+            result = Searcher(store.db).search(" ".join(args.query), site=args.site, limit=args.limit)
+        finally:
+            store.close()
+    if args.json:
+        _emit(result)
+        return 0
+    if not result["results"]:
+        print("Aucun certificat trouvé. Vérifiez l'orthographe, ou cherchez par date de naissance (jj/mm/aaaa).")
+        return 1
+    for cert in result["results"]:
+        print(format_line(cert))
+    shown = len(result["results"])
+    if result["total"] > shown:
+        print(f"… {result['total'] - shown} autre(s) résultat(s) : précisez la recherche ou utilisez --limit.")
+    return 0
+
+
+def _fr_date(iso: str | None, with_time: bool = False) -> str:
+    if not iso:
+        return "?"
+    date = f"{iso[8:10]}/{iso[5:7]}/{iso[0:4]}"
+    return f"{date} {iso[11:16]}" if with_time and len(iso) >= 16 else date
+
+
+def format_line(cert: dict[str, Any]) -> str:
+    state = " [remplacé par un certificat plus récent]" if cert["superseded"] else ""
+    return (
+        f"{cert['last_name']} {cert['first_name']} — né(e) le {_fr_date(cert['birth_date'])}, "
+        f"sexe {cert['sex'] or '?'} — site {cert['site_finess'] or '?'}, dossier {cert['dossier'] or '?'} — "
+        f"prélevé le {_fr_date(cert['sampled_at'], True)} — {cert['result'] or '?'}{state}  (n° {cert['id']})"
+    )
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    store = _open_readonly(settings)
+    if store is None:
+        status: dict[str, Any] = {
+            "data_dir": str(settings.data_dir),
+            "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
+            "last_ingest": None, "quarantine": [],
+        }
+    else:
+        try:
+            status = {"data_dir": str(settings.data_dir), **store.counts(), "last_ingest": store.meta("last_ingest"),
+                      "quarantine": store.quarantined()}
+        finally:
+            store.close()
+    if args.json:
+        _emit(status)
+        return 0
+    print(f"Données : {status['data_dir']}")
+    print(
+        f"Certificats indexés : {status['certificates']} (dont {status['superseded']} remplacés, "
+        f"{status['pdf_only']} issus d'un PDF seul)"
+    )
+    print(f"Fichiers suivis : {status['files']}")
+    print(f"Dernière indexation : {status['last_ingest'] or 'jamais'}")
+    print(f"En quarantaine : {status['quarantined']}")
+    for q in status["quarantine"]:
+        where = q["path"] + (f" ({q['item']})" if q["item"] else "")
+        print(f"  - {where} : {q['reason']} {q['detail']}".rstrip())
+    return 0

@@ -1,0 +1,298 @@
+"""The ingest pipeline: discovered files → parsed outcomes → store, using both cores.
+
+Worker processes read and parse messages and write PDFs into the content-addressed store;
+the main process alone writes the database, in batched transactions that also record how far
+each file was read. Killing the process at any moment loses nothing: an uncommitted batch is
+simply read again on the next run, and the store recognises anything it already holds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helper.parse import Outcome, ParseConfig, certificate_from_pdf, parse_message
+from helper.sources import EML, MAILDIR, MBOX, PDF, Found, discover, mbox_messages, tail_fingerprint
+from helper.store import BlobStore, FileState, Store
+
+#: Below this much work the pool is not worth starting.
+POOL_MIN_ITEMS = 200
+COMMIT_EVERY_ITEMS = 2000
+COMMIT_EVERY_SECONDS = 2.0
+IN_PROGRESS = -1  # file size recorded while a file is only partly read
+ERROR = "error"  # an item standing for a file that could not be read
+MAX_READ = 50 * 1024 * 1024
+
+
+@dataclass
+class Item:
+    """One unit of parsing work: a whole file, or one message cut from an mbox."""
+
+    path: str
+    kind: str
+    item: str = ""  # "" for a whole file, "@offset" for an mbox message
+    data: bytes | None = None  # message bytes for mbox messages; workers read files themselves
+    size: int = 0
+
+
+@dataclass
+class Result:
+    item: Item
+    outcomes: list[Outcome]
+
+
+@dataclass
+class Report:
+    new: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    quarantined: int = 0
+    files: int = 0
+    unchanged: int = 0
+    elapsed: float = 0.0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {"new": self.new, "duplicates": self.duplicates, "ignored": self.ignored, "quarantined": self.quarantined}
+
+
+# --- worker side -----------------------------------------------------------------------------
+
+_worker_config: ParseConfig | None = None
+_worker_blobs: BlobStore | None = None
+
+
+def _init_worker(blob_root: str, trusted: frozenset[str]) -> None:
+    global _worker_config, _worker_blobs
+    _worker_config = ParseConfig(trusted_senders=trusted)
+    _worker_blobs = BlobStore(Path(blob_root))
+
+
+def process_item(item: Item) -> Result:
+    """Parse one item and store its PDFs. Runs in a worker process (or inline)."""
+    assert _worker_config is not None and _worker_blobs is not None
+    if item.kind == ERROR:
+        detail = (item.data or b"").decode("utf-8", "replace")
+        return Result(item, [Outcome("quarantined", reason="unreadable", detail=detail)])
+    try:
+        data = item.data
+        if data is None:
+            with open(item.path, "rb") as fh:
+                data = fh.read(MAX_READ + 1)
+            if len(data) > MAX_READ:
+                return Result(item, [Outcome("quarantined", reason="too_large", detail=f"fichier > {MAX_READ} octets")])
+        if item.kind == PDF:
+            outcomes = [_pdf_outcome(item.path, data)]
+        else:
+            outcomes = parse_message(data, _worker_config)
+    except OSError as exc:
+        outcomes = [Outcome("quarantined", reason="unreadable", detail=f"{type(exc).__name__}: {exc.strerror or exc}")]
+    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the run
+        outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
+    for outcome in outcomes:
+        cert = outcome.certificate
+        if cert is not None and cert.pdf is not None and cert.pdf_sha256:
+            _worker_blobs.put(cert.pdf_sha256, cert.pdf)
+            cert.pdf = None  # do not ship the bytes back to the main process
+    item.data = None
+    return Result(item, outcomes)
+
+
+def _pdf_outcome(path: str, data: bytes) -> Outcome:
+    from helper import sidep
+    from helper.pdftext import extract_text
+
+    name = os.path.basename(path)
+    if not sidep.FILENAME_RE.match(name):
+        return Outcome("ignored")
+    text = extract_text(data) if data.startswith(b"%PDF-") else None
+    return certificate_from_pdf(name, data, text)
+
+
+# --- main side ---------------------------------------------------------------------------------
+
+class Progress:
+    """A progress bar on a terminal, plain lines otherwise (stderr)."""
+
+    def __init__(self, total_bytes: int, enabled: bool = True) -> None:
+        self.total = max(total_bytes, 1)
+        self.done = 0
+        self.count = 0
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        self.count += 1
+        now = time.monotonic()
+        if not self.enabled or now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        pct = min(100.0, 100.0 * self.done / self.total)
+        rate = self.count / max(now - self.started, 1e-6)
+        if self.tty:
+            filled = int(pct / 100 * 30)
+            bar = "#" * filled + "-" * (30 - filled)
+            sys.stderr.write(f"\rIndexation [{bar}] {pct:5.1f} %  {self.count} messages  {rate:,.0f}/s ")
+        else:
+            sys.stderr.write(f"Indexation : {pct:.0f} % ({self.count} messages, {rate:,.0f}/s)\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.tty and self.count:
+            self._draw(time.monotonic())
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class Ingester:
+    def __init__(self, store: Store, trusted: frozenset[str], *, workers: int | None = None) -> None:
+        self.store = store
+        self.trusted = trusted
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+
+    def run(self, paths: list[Path], *, progress: bool = True, source: str | None = None) -> Report:
+        started = time.monotonic()
+        report = Report()
+        states = self.store.file_states()
+        plan: list[tuple[Found, int]] = []  # (file, offset to read from)
+        for found in discover(paths):
+            report.files += 1
+            state = states.get(found.path)
+            if state and state.size == found.size and state.mtime_ns == found.mtime_ns:
+                report.unchanged += 1
+                continue
+            plan.append((found, self._resume_offset(found, state)))
+        total_bytes = sum(f.size - off for f, off in plan)
+        bar = Progress(total_bytes, enabled=progress)
+        items = self._items(plan)
+        use_pool = self.workers > 1 and (len(plan) >= POOL_MIN_ITEMS or total_bytes > 20 * 1024 * 1024)
+        results = self._parallel(items) if use_pool else self._inline(items)
+        self._store_results(results, plan, report, bar, source)
+        bar.finish()
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _resume_offset(self, found: Found, state: FileState | None) -> int:
+        if found.kind != MBOX or state is None or state.offset <= 0 or found.size < state.offset:
+            return 0
+        if state.tail and tail_fingerprint(found.path, state.offset) == state.tail:
+            return state.offset
+        return 0
+
+    def _items(self, plan: list[tuple[Found, int]]) -> Iterator[Item]:
+        for found, offset in plan:
+            if found.kind == MBOX:
+                try:
+                    for msg in mbox_messages(found.path, offset):
+                        yield Item(found.path, MBOX, f"@{msg.start}", msg.data, msg.end - msg.start)
+                except (OSError, ValueError) as exc:
+                    yield Item(found.path, ERROR, f"@{offset}", str(exc).encode("utf-8", "replace"), 0)
+                # Marks the end of the file for the committer.
+                yield Item(found.path, MBOX, "end", None, 0)
+            else:
+                yield Item(found.path, found.kind, "", None, found.size)
+
+    def _inline(self, items: Iterable[Item]) -> Iterator[Result]:
+        _init_worker(str(self.store.blobs.root), self.trusted)
+        for item in items:
+            yield Result(item, []) if item.item == "end" else process_item(item)
+
+    def _parallel(self, items: Iterable[Item]) -> Iterator[Result]:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        ctx = multiprocessing.get_context(method)
+        with ctx.Pool(
+            self.workers, initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted)
+        ) as pool:
+            yield from pool.imap(_process_or_mark, items, chunksize=16)
+
+    def _store_results(
+        self, results: Iterable[Result], plan: list[tuple[Found, int]], report: Report, bar: Progress, source: str | None
+    ) -> None:
+        found_by_path = {f.path: (f, off) for f, off in plan}
+        cleared: set[str] = set()
+        last_start: dict[str, int] = {}
+        pending = 0
+        last_commit = time.monotonic()
+        store = self.store
+        store.db.execute("BEGIN IMMEDIATE")
+        try:
+            for res in results:
+                item = res.item
+                found, offset = found_by_path[item.path]
+                if item.path not in cleared:
+                    store.clear_quarantine(item.path, offset if found.kind == MBOX else None)
+                    cleared.add(item.path)
+                if item.item == "end":
+                    start = last_start.get(item.path, offset)
+                    store.save_file_state(
+                        FileState(found.path, found.size, found.mtime_ns, found.kind, start,
+                                  tail_fingerprint(found.path, start))
+                    )
+                    continue
+                self._record(res, source or _source_name(found.kind), report)
+                bar.advance(item.size)
+                if found.kind == MBOX:
+                    start = int(item.item[1:])
+                    last_start[item.path] = start
+                    # Mid-file progress: resume from this message if interrupted after the commit.
+                    pending += 1
+                else:
+                    store.save_file_state(FileState(found.path, found.size, found.mtime_ns, found.kind))
+                    pending += 1
+                if pending >= COMMIT_EVERY_ITEMS or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
+                    for path, start in last_start.items():
+                        f, _ = found_by_path[path]
+                        store.save_file_state(
+                            FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, start, tail_fingerprint(f.path, start))
+                        )
+                    store.db.execute("COMMIT")
+                    store.db.execute("BEGIN IMMEDIATE")
+                    pending = 0
+                    last_commit = time.monotonic()
+            store.set_meta("last_ingest", _now())
+            store.db.execute("COMMIT")
+        except BaseException:
+            store.db.execute("ROLLBACK")
+            raise
+
+    def _record(self, res: Result, source: str, report: Report) -> None:
+        item = res.item
+        for outcome in res.outcomes:
+            if outcome.status == "certificate" and outcome.certificate is not None:
+                status = self.store.add(outcome.certificate, source, item.path)
+                if status == "new":
+                    report.new += 1
+                else:
+                    report.duplicates += 1
+            elif outcome.status == "quarantined":
+                report.quarantined += 1
+                reason = outcome.reason or "malformed"
+                report.quarantine_reasons[reason] = report.quarantine_reasons.get(reason, 0) + 1
+                self.store.quarantine(item.path, item.item, reason, outcome.detail)
+            else:
+                report.ignored += 1
+
+
+def _process_or_mark(item: Item) -> Result:
+    return Result(item, []) if item.item == "end" else process_item(item)
+
+
+def _source_name(kind: str) -> str:
+    return {EML: "eml", MBOX: "mbox", MAILDIR: "maildir", PDF: "pdf"}.get(kind, kind)
+
+
+def _now() -> str:
+    from helper.store import now_iso
+
+    return now_iso()

@@ -1,0 +1,339 @@
+"""Turn one raw message (or one saved certificate PDF) into certificate records.
+
+Pure functions: bytes in, :class:`Outcome` out. No database, no file system writes; the
+ingest pipeline stores what comes out. Headers are read first and most mail is dismissed
+before its body is even split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from helper import sidep
+from helper.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
+from helper.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
+from helper.text import (
+    html_to_text,
+    iso_datetime,
+    normalize_sex,
+    outcome_of,
+    parse_date,
+    parse_datetime,
+    same_name,
+)
+
+PDF_MAGIC = b"%PDF-"
+
+
+@dataclass
+class Certificate:
+    """A certificate as parsed, before storage. Field names are the public contract."""
+
+    site_finess: str | None
+    dossier: str | None
+    last_name: str
+    first_name: str
+    sex: str | None = None
+    birth_date: str | None = None
+    ins: str | None = None
+    analysis_code: str | None = None
+    analysis_label: str | None = None
+    sampled_at: str | None = None
+    integrated_at: str | None = None
+    result: str | None = None
+    outcome: str = "unknown"
+    message_id: str | None = None
+    recipient: str | None = None
+    mail_date: str | None = None
+    pdf_only: bool = False
+    warnings: list[str] = field(default_factory=list)
+    raw: dict[str, str] = field(default_factory=dict)
+    pdf: bytes | None = field(default=None, repr=False)
+    pdf_sha256: str | None = None
+    pdf_size: int | None = None
+
+    def attach_pdf(self, data: bytes) -> None:
+        self.pdf = data
+        self.pdf_sha256 = hashlib.sha256(data).hexdigest()
+        self.pdf_size = len(data)
+
+
+@dataclass
+class Outcome:
+    """What became of one message: ``certificate``, ``ignored`` or ``quarantined``."""
+
+    status: str
+    certificate: Certificate | None = None
+    reason: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ParseConfig:
+    trusted_senders: frozenset[str] = frozenset(sidep.DEFAULT_TRUSTED_SENDERS)
+
+
+def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
+    """Parse one raw RFC 5322 message.
+
+    Returns one outcome per certificate found: the message itself, or each certificate it
+    forwards as a ``message/rfc822`` attachment. A message with none gives a single
+    ``ignored`` outcome; an unreadable one a single ``quarantined`` outcome.
+    """
+    try:
+        headers, body_at = split_headers(raw)
+        subject = decode_rfc2047(headers.get("subject", ""))
+        sender = address_of(headers.get("from", ""))
+        cert_subject = sidep.is_certificate_subject(subject)
+        if not cert_subject and "message/rfc822" not in raw[body_at:].lower() and sender not in config.trusted_senders:
+            return [Outcome("ignored")]
+        root = parse(raw, headers=headers, body_at=body_at)
+        outcomes = _certificates_in(root, config, depth=0)
+    except MimeError as exc:
+        return [Outcome("quarantined", reason=exc.reason, detail=exc.detail)]
+    except (ValueError, LookupError, UnicodeError, IndexError, RecursionError) as exc:
+        return [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
+    return outcomes or [Outcome("ignored")]
+
+
+def _certificates_in(message: Part, config: ParseConfig, depth: int) -> list[Outcome]:
+    subject = decode_rfc2047(message.headers.get("subject", ""))
+    sender = address_of(message.headers.get("from", ""))
+    if sidep.is_certificate_subject(subject) or (sender in config.trusted_senders and _has_body_fields(message)):
+        if sender not in config.trusted_senders:
+            return [Outcome("quarantined", reason="untrusted_sender", detail=f"expéditeur {sender or 'absent'}")]
+        if message.truncated:
+            return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
+        return [_certificate_outcome(message, subject)]
+    found: list[Outcome] = []
+    for part in message.walk():
+        if part.content_type == "message/rfc822" and part.children:
+            found.extend(_certificates_in(part.children[0], config, depth + 1))
+    return found
+
+
+def _has_body_fields(message: Part) -> bool:
+    text = _body_text(message)
+    fields = _body_fields(text)
+    return "last_name" in fields and ("birth_date" in fields or "result" in fields)
+
+
+def _body_text(message: Part) -> str:
+    plain: str | None = None
+    markup: str | None = None
+    for part in _own_parts(message):
+        if part.is_attachment:
+            continue
+        if part.content_type == "text/plain" and plain is None:
+            plain = part.text()
+        elif part.content_type == "text/html" and markup is None:
+            markup = part.text()
+    if plain and plain.strip():
+        return plain
+    return html_to_text(markup) if markup else (plain or "")
+
+
+def _own_parts(message: Part) -> list[Part]:
+    """Parts of this message, not descending into attached messages."""
+    out: list[Part] = []
+    stack = [message]
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        if p.content_type != "message/rfc822":
+            stack.extend(reversed(p.children))
+    return out
+
+
+_LINE_LABEL = re.compile(r"^\s*(?:[-*•]\s*)?(?P<label>[^:\n]{1,80}?)\s*:\s*(?P<value>.*?)\s*$")
+
+
+def _body_fields(text: str) -> dict[str, str]:
+    """Label → value for the field lines of a body or PDF text (first occurrence wins)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _LINE_LABEL.match(line)
+        if not m:
+            continue
+        name = sidep.field_for_label(m["label"])
+        if name and name not in fields and m["value"]:
+            fields[name] = m["value"]
+    return fields
+
+
+def _certificate_outcome(message: Part, subject: str) -> Outcome:
+    fields = _body_fields(_body_text(message))
+    sm = sidep.SUBJECT_RE.search(subject)
+    subj = {k: v.strip() for k, v in sm.groupdict().items()} if sm else {}
+    pdf_part = _pdf_part(message)
+    name_fields: dict[str, str] = {}
+    if pdf_part is not None and pdf_part.filename:
+        fm = sidep.FILENAME_RE.match(pdf_part.filename.strip())
+        if fm:
+            name_fields = fm.groupdict()
+
+    warnings: list[str] = []
+    if not sm:
+        warnings.append("subject_unrecognized")
+    raw = {f"body.{k}": v for k, v in fields.items()}
+    raw.update({f"subject.{k}": v for k, v in subj.items() if v})
+    if pdf_part is not None and pdf_part.filename:
+        raw["attachment"] = pdf_part.filename
+
+    def pick(name: str) -> str | None:
+        body, sub = fields.get(name), subj.get(name) or None
+        if body and sub and not _agree(name, body, sub):
+            warnings.append(f"subject_body_mismatch:{name}")
+        return body or sub or name_fields.get(name) or None
+
+    last = pick("last_name")
+    first = pick("first_name")
+    finess = pick("finess")
+    dossier = fields.get("dossier") or subj.get("dossier") or name_fields.get("dossier") or None
+    if not last:
+        return Outcome("quarantined", reason="missing_fields", detail="nom du patient introuvable")
+    cert = Certificate(
+        site_finess=normalize_finess(finess) if finess else None,
+        dossier=dossier.strip() if dossier else None,
+        last_name=last.strip(),
+        first_name=(first or "").strip(),
+        message_id=_message_id(message.headers.get("message-id", "")),
+        recipient=address_of(message.headers.get("to", "")) or None,
+        mail_date=_mail_date(message.headers.get("date", "")),
+        raw=raw,
+        warnings=warnings,
+    )
+    _fill_common(cert, fields)
+    if pdf_part is None:
+        cert.warnings.append("pdf_missing")
+    else:
+        data = pdf_part.payload()
+        if not data.startswith(PDF_MAGIC):
+            cert.warnings.append("pdf_invalid")
+        cert.attach_pdf(data)
+    return Outcome("certificate", certificate=cert)
+
+
+def _fill_common(cert: Certificate, fields: dict[str, str]) -> None:
+    """Fields shared by mail bodies and PDF texts: identity traits, test, dates, result, checks."""
+    w = cert.warnings
+    if cert.dossier is None:
+        w.append("dossier_missing")
+    if cert.site_finess:
+        problem = finess_check(cert.site_finess)
+        if problem:
+            w.append(problem)
+    else:
+        w.append("finess_missing")
+    if "sex" in fields:
+        cert.sex = normalize_sex(fields["sex"])
+        if cert.sex is None:
+            w.append("sex_unrecognized")
+    if "birth_date" in fields:
+        bd = parse_date(fields["birth_date"])
+        cert.birth_date = bd.isoformat() if bd else None
+        if bd is None:
+            w.append("birth_date_unparsed")
+    if fields.get("ins"):
+        ins = normalize_ins(fields["ins"])
+        cert.ins = ins
+        problem = ins_check(ins)
+        if problem:
+            w.append(problem)
+    if "analysis" in fields:
+        am = sidep.ANALYSIS_RE.match(fields["analysis"])
+        if am:
+            cert.analysis_code, cert.analysis_label = am["code"], am["label"].strip() or None
+        else:
+            cert.analysis_label = fields["analysis"]
+    for name in ("sampled_at", "integrated_at"):
+        if name in fields:
+            value = parse_datetime(fields[name])
+            setattr(cert, name, iso_datetime(value))
+            if value is None:
+                w.append(f"{name}_unparsed")
+    if "result" in fields:
+        cert.result = fields["result"]
+        cert.outcome = outcome_of(fields["result"])
+        if cert.outcome == "unknown":
+            w.append("result_unrecognized")
+    for name in ("sex", "birth_date", "result"):
+        if name in fields:
+            cert.raw.setdefault(f"body.{name}", fields[name])
+
+
+def _agree(name: str, a: str, b: str) -> bool:
+    if name in ("last_name", "first_name"):
+        return same_name(a, b)
+    return re.sub(r"\s", "", a).upper() == re.sub(r"\s", "", b).upper()
+
+
+def _pdf_part(message: Part) -> Part | None:
+    candidates = [
+        p
+        for p in _own_parts(message)
+        if not p.children
+        and (
+            p.content_type == "application/pdf"
+            or (p.filename or "").lower().endswith(".pdf")
+        )
+    ]
+    return candidates[0] if candidates else None
+
+
+def _message_id(value: str) -> str | None:
+    value = value.strip()
+    m = re.search(r"<[^<>\s]+>", value)
+    if m:
+        return m.group(0)
+    return f"<{value}>" if value and " " not in value else None
+
+
+def _mail_date(value: str) -> str | None:
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(value).isoformat(timespec="seconds") if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# --- bare PDFs saved from the webmail --------------------------------------------------------------
+
+def certificate_from_pdf(file_name: str, data: bytes, text: str | None) -> Outcome:
+    """A certificate PDF saved alone: identity from its file name, the rest from its text.
+
+    ``text`` is the PDF's extracted text, or None when it could not be read within bounds;
+    the record is then made from the file name only, with a warning.
+    """
+    m = sidep.FILENAME_RE.match(file_name)
+    if not m:
+        return Outcome("ignored")
+    if not data.startswith(PDF_MAGIC):
+        return Outcome("quarantined", reason="pdf_invalid", detail="le fichier n'est pas un PDF")
+    parts = m.groupdict()
+    fields = _body_fields(text) if text else {}
+    cert = Certificate(
+        site_finess=normalize_finess(parts["finess"]),
+        dossier=parts["dossier"],
+        last_name=parts["last_name"].replace("_", " ").strip(),
+        first_name=parts["first_name"].strip(),
+        pdf_only=True,
+        raw={"file_name": file_name, **{f"pdf.{k}": v for k, v in fields.items()}},
+    )
+    if text is None:
+        cert.warnings.append("pdf_text_unread")
+    else:
+        for name in ("last_name", "first_name"):
+            if fields.get(name) and not same_name(fields[name], getattr(cert, name)):
+                cert.warnings.append(f"filename_pdf_mismatch:{name}")
+            if fields.get(name):
+                setattr(cert, name, fields[name])
+    fields.pop("finess", None)
+    fields.pop("dossier", None)
+    _fill_common(cert, fields)
+    cert.attach_pdf(data)
+    return Outcome("certificate", certificate=cert)
+

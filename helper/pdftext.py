@@ -1,0 +1,64 @@
+"""Read the text of a certificate PDF, bounded in time and memory.
+
+pypdf has had many denial-of-service fixes; a hostile or broken PDF must not hang or exhaust
+the helper. Extraction runs in a short-lived child process with an address-space limit
+(POSIX) and a wall-clock timeout; a PDF that exceeds them is kept but not read.
+
+Run as ``python -m helper.pdftext`` with the PDF on standard input: prints the text.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+TIMEOUT_SECONDS = 10.0
+MEMORY_BYTES = 512 * 1024 * 1024
+MAX_PAGES = 4
+MAX_PDF_BYTES = 20 * 1024 * 1024
+
+
+def extract_text(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMORY_BYTES) -> str | None:
+    """Text of the first pages of ``data``, or None if it cannot be read within the bounds."""
+    if len(data) > MAX_PDF_BYTES:
+        return None
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "helper.pdftext", str(memory)],
+            input=data,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
+def _child(memory: int) -> int:
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    except (ImportError, ValueError, OSError):  # Windows: the timeout alone bounds us
+        pass
+    import io
+
+    from pypdf import PdfReader
+
+    data = sys.stdin.buffer.read()
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        texts = []
+        for page in reader.pages[:MAX_PAGES]:
+            texts.append(page.extract_text() or "")
+    except Exception:  # noqa: BLE001 - any pypdf failure means "unreadable"
+        return 1
+    sys.stdout.write("\n".join(texts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(int(sys.argv[1]) if len(sys.argv) > 1 else MEMORY_BYTES))

@@ -1,0 +1,252 @@
+"""Search the index: the query language a secretary types, and its ranking.
+
+A query is split into terms:
+
+- an INS (13 or 15 characters, spaces allowed: ``2 85 05 2A 006 084 36``) matches exactly;
+- a date ``dd/mm/yyyy`` (``-`` or ``.`` too), ``ddmmyyyy`` or ``yyyy-mm-dd`` matches the birth
+  date (an 8-digit number also matches a dossier number of those digits);
+- any other term with a digit is a dossier number, matched exactly;
+- every other word is a name prefix, matched against last and first names in any order,
+  ignoring case, accents, hyphens, apostrophes and spaces inside particles.
+
+All terms must match. Results: exact name words first, then prefixes, each most recent
+sampling first. When nothing matches, name terms of 4+ letters are retried with one typo
+allowed (two for 8+ letters).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from helper.identifiers import looks_like_ins, normalize_finess
+from helper.store import TYPO_MIN_TOKEN, deletion_variants, dossier_key, public
+from helper.text import parse_date, words
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 500
+TYPO_ONE_EDIT = 4
+TYPO_TWO_EDITS = 8
+
+_DATE_TERM = re.compile(r"^(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}|\d{4}-\d{2}-\d{2})$")
+_INS_PIECE = re.compile(r"^(\d+|2[AaBb]|\d*2[AaBb]\d*)$")
+
+
+@dataclass
+class Query:
+    names: list[str] = field(default_factory=list)
+    dossiers: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)  # yyyymmdd
+    date_or_dossier: list[str] = field(default_factory=list)  # 8 digits that are both
+    ins: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.names or self.dossiers or self.dates or self.date_or_dossier or self.ins)
+
+
+def parse_query(text: str) -> Query:
+    q = Query()
+    raw_terms = text.split()
+    i = 0
+    while i < len(raw_terms):
+        # An INS may be typed in groups: try the longest run of digit groups first.
+        taken = _ins_run(raw_terms, i)
+        if taken:
+            n, ins = taken
+            q.ins.append(ins)
+            i += n
+            continue
+        term = raw_terms[i]
+        i += 1
+        if _DATE_TERM.match(term):
+            d = parse_date(term)
+            if d:
+                q.dates.append(d.strftime("%Y%m%d"))
+                continue
+        if term.isdigit() and len(term) == 8:
+            d = parse_date(term)
+            if d and 1900 <= d.year <= 2100:
+                q.date_or_dossier.append(d.strftime("%Y%m%d") + "|" + term)
+                continue
+        if any(ch.isdigit() for ch in term):
+            key = dossier_key(term)
+            if key:
+                q.dossiers.append(key)
+            continue
+        q.names.extend(words(term))
+    return q
+
+
+def _ins_run(terms: list[str], start: int) -> tuple[int, str] | None:
+    joined = ""
+    best: tuple[int, str] | None = None
+    for j in range(start, min(len(terms), start + 9)):
+        piece = terms[j]
+        if not _INS_PIECE.match(piece):
+            break
+        joined += piece.upper()
+        if len(joined) > 15:
+            break
+        if len(joined) in (13, 15) and looks_like_ins(joined):
+            best = (j - start + 1, joined)
+    return best
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace('"', "") + '"'
+
+
+@dataclass
+class Hit:
+    id: int
+    match: str
+
+
+class Searcher:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def search(
+        self, text: str, *, site: str | None = None, limit: int = DEFAULT_LIMIT, where: str | None = None
+    ) -> dict[str, Any]:
+        """``{"results": [...], "total": N}`` for a query typed by the user."""
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        query = parse_query(text)
+        site_key = normalize_finess(site).lower() if site else None
+        if query.empty:
+            return self._recent(site_key, limit)
+        constraints = self._constraints(query, site_key)
+        hits: list[Hit] = []
+        total = 0
+        if query.names:
+            exact = " AND ".join(constraints + [f"names:{_quote(t)}" for t in query.names])
+            prefix = " AND ".join(constraints + [f"names:{_quote(t)}*" for t in query.names])
+            total = self._count(prefix)
+            if total:
+                hits = self._ids(exact, limit, "exact")
+                if len(hits) < limit:
+                    seen = {h.id for h in hits}
+                    hits += [h for h in self._ids(prefix, limit + len(hits), "prefix") if h.id not in seen]
+            else:
+                hits, total = self._typo(query, constraints, limit)
+        else:
+            expr = " AND ".join(constraints)
+            total = self._count(expr)
+            hits = self._ids(expr, limit, "exact") if total else []
+        return {"results": self._rows(hits[:limit]), "total": total}
+
+    def _constraints(self, query: Query, site_key: str | None) -> list[str]:
+        parts = [f"dossier:{_quote(d)}" for d in query.dossiers]
+        parts += [f"birth:{_quote(d)}" for d in query.dates]
+        for both in query.date_or_dossier:
+            date, number = both.split("|")
+            parts.append(f"(birth:{_quote(date)} OR dossier:{_quote(number)})")
+        for ins in query.ins:
+            parts.append(f"ins:{_quote(ins.lower())}" + ("*" if len(ins) == 13 else ""))
+        if site_key:
+            parts.append(f"site:{_quote(site_key)}")
+        return parts
+
+    def _count(self, expr: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM certificates_fts WHERE certificates_fts MATCH ?", (expr,)
+        ).fetchone()[0]
+
+    def _ids(self, expr: str, limit: int, match: str) -> list[Hit]:
+        rows = self.db.execute(
+            "SELECT rowid FROM certificates_fts WHERE certificates_fts MATCH ? ORDER BY rowid DESC LIMIT ?",
+            (expr, limit),
+        ).fetchall()
+        return [Hit(r[0], match) for r in rows]
+
+    def _rows(self, hits: list[Hit]) -> list[dict[str, Any]]:
+        if not hits:
+            return []
+        marks = ",".join("?" * len(hits))
+        rows = {
+            r["id"]: r
+            for r in self.db.execute(f"SELECT * FROM certificates WHERE id IN ({marks})", [h.id for h in hits])
+        }
+        out = []
+        for h in hits:
+            row = rows.get(h.id)
+            if row is not None:
+                item = public(row)
+                item["match"] = h.match
+                out.append(item)
+        return out
+
+    def _recent(self, site_key: str | None, limit: int) -> dict[str, Any]:
+        if site_key:
+            expr = f"site:{_quote(site_key)}"
+            return {"results": self._rows(self._ids(expr, limit, "recent")), "total": self._count(expr)}
+        ids = [Hit(r[0], "recent") for r in self.db.execute("SELECT id FROM certificates ORDER BY id DESC LIMIT ?", (limit,))]
+        total = self.db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        return {"results": self._rows(ids), "total": total}
+
+    # --- typo fallback ------------------------------------------------------------------------
+
+    def _typo(self, query: Query, constraints: list[str], limit: int) -> tuple[list[Hit], int]:
+        """Retry name terms with one (4+ letters) or two (8+ letters) edits allowed."""
+        options: list[dict[str, int]] = []
+        for term in query.names:
+            found = {term: 0}
+            if len(term) >= TYPO_ONE_EDIT:
+                found.update(self.typo_candidates(term))
+            options.append(found)
+        if all(len(o) == 1 for o in options):
+            return [], 0
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        total = 0
+        for max_distance in (1, 2):
+            groups = []
+            for term, found in zip(query.names, options, strict=True):
+                alternatives = [f"{_quote(term)}*"] + [_quote(t) for t, d in found.items() if 0 < d <= max_distance]
+                groups.append("names:(" + " OR ".join(alternatives) + ")")
+            expr = " AND ".join(constraints + groups)
+            total = self._count(expr)
+            if total and len(hits) < limit:
+                hits += [h for h in self._ids(expr, limit, "typo") if h.id not in seen]
+                seen = {h.id for h in hits}
+        return hits, total
+
+    def typo_candidates(self, term: str) -> dict[str, int]:
+        """Indexed name words within the allowed edit distance of ``term`` → their distance."""
+        max_edits = 2 if len(term) >= TYPO_TWO_EDITS else 1
+        variants = sorted(v for v in deletion_variants(term, max_edits) if len(v) >= TYPO_MIN_TOKEN - 1)
+        if not variants:
+            return {}
+        marks = ",".join("?" * len(variants))
+        candidates = {
+            r[0] for r in self.db.execute(f"SELECT token FROM vocab_deletes WHERE variant IN ({marks})", variants)
+        }
+        out = {}
+        for token in candidates:
+            d = osa_distance(term, token, max_edits)
+            if 0 < d <= max_edits:
+                out[token] = d
+        return out
+
+
+def osa_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (Levenshtein + adjacent transpositions), capped at limit+1."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]

@@ -1,0 +1,191 @@
+"""Find mail on disk and cut it into messages: .eml files, mbox files, Maildir folders, PDFs.
+
+Discovery only reads directory entries and file heads; messages are cut from mbox files
+lazily so a multi-gigabyte Thunderbird folder never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: File kinds the ingest understands.
+EML, MBOX, MAILDIR, PDF = "eml", "mbox", "maildir", "pdf"
+
+_SKIP_SUFFIXES = {
+    ".msf", ".dat", ".json", ".sqlite", ".sqlite-wal", ".sqlite-shm", ".db", ".log", ".ini", ".js",
+    ".part", ".crdownload", ".tmp", ".lock", ".html", ".txt", ".png", ".jpg", ".zip", ".xpi",
+}
+_MAILBOX_SUFFIXES = {"", ".mbox", ".mbx"}
+_HEADER_START = re.compile(rb"^[!-9;-~]+[ \t]*:", re.M)
+_FROM_LINE = re.compile(rb"^From [^\n]*\n", re.M)
+_FROM_TIME = re.compile(rb"\d{1,2}:\d{2}")
+_ESCAPED_FROM = re.compile(rb"^>(>*From )", re.M)
+
+
+@dataclass(frozen=True)
+class Found:
+    """A file to read, with the stat values used to notice changes."""
+
+    path: str
+    kind: str
+    size: int
+    mtime_ns: int
+
+
+def discover(paths: list[Path]) -> Iterator[Found]:
+    """Every mail file under ``paths`` (files or folders, recursively)."""
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if path.is_dir():
+            yield from _walk(path)
+        else:
+            kind = classify_file(path)
+            if kind:
+                yield Found(str(path.resolve()), kind, st.st_size, st.st_mtime_ns)
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def _walk(root: Path) -> Iterator[Found]:
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        maildir = _is_maildir(folder)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if maildir and entry.name in ("cur", "new"):
+                        yield from _maildir_files(Path(entry.path))
+                    elif maildir and entry.name == "tmp":
+                        continue
+                    else:
+                        stack.append(Path(entry.path))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                kind = classify_file(Path(entry.path))
+                if kind:
+                    st = entry.stat()
+                    yield Found(os.path.abspath(entry.path), kind, st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue
+
+
+def _maildir_files(folder: Path) -> Iterator[Found]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                st = entry.stat()
+                yield Found(os.path.abspath(entry.path), MAILDIR, st.st_size, st.st_mtime_ns)
+        except OSError:
+            continue
+
+
+def classify_file(path: Path) -> str | None:
+    """The kind of a file from its name, sniffing the head of extension-less files."""
+    name = path.name
+    if name.startswith(".") or name.endswith("~"):
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".eml":
+        return EML
+    if suffix == ".pdf":
+        return PDF
+    if suffix in _SKIP_SUFFIXES:
+        return None
+    if suffix in _MAILBOX_SUFFIXES or not suffix.isascii() or len(suffix) > 6:
+        return _sniff(path)
+    return None
+
+
+def _sniff(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return None
+    if head.startswith(b"From "):
+        return MBOX
+    if _HEADER_START.match(head) and b"\n" in head:
+        return EML
+    return None
+
+
+# --- mbox --------------------------------------------------------------------------------------
+
+@dataclass
+class MboxMessage:
+    start: int  # offset of the From_ line
+    end: int
+    data: bytes  # the message without its From_ line, ``>From`` unescaped
+
+
+def tail_fingerprint(path: str, offset: int) -> str | None:
+    """A hash of the bytes just before ``offset``: tells whether a mailbox was only appended to."""
+    if offset <= 0:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, offset - 1024))
+            chunk = fh.read(min(offset, 1024) + 5)
+    except OSError:
+        return None
+    return hashlib.sha1(chunk).hexdigest()
+
+
+def mbox_messages(path: str, offset: int = 0) -> Iterator[MboxMessage]:
+    """Messages of an mbox file from ``offset`` (which must be the start of a From_ line).
+
+    mboxo/mboxrd as Thunderbird writes them: ``From `` separator lines (at the start of the file,
+    after a blank line, or carrying a time), one ``>`` removed from escaped ``>From`` lines.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= offset:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            starts = [m.start() for m in _separators(mm, offset, size)]
+            if not starts or starts[0] != offset:
+                starts.insert(0, offset)
+            for i, start in enumerate(starts):
+                end = starts[i + 1] if i + 1 < len(starts) else size
+                chunk = mm[start:end]
+                nl = chunk.find(b"\n")
+                body = chunk[nl + 1 :] if chunk.startswith(b"From ") and nl >= 0 else chunk
+                if b">From " in body:
+                    body = _ESCAPED_FROM.sub(rb"\1", body)
+                yield MboxMessage(start, end, body)
+
+
+def _separators(mm: mmap.mmap, offset: int, size: int) -> Iterator[re.Match[bytes]]:
+    for m in _FROM_LINE.finditer(mm, offset, size):
+        pos = m.start()
+        if pos == offset or pos == 0:
+            yield m
+            continue
+        before = mm[max(0, pos - 3) : pos]
+        if before.endswith(b"\n\n") or before.endswith(b"\n\r\n") or _FROM_TIME.search(m.group(0)):
+            yield m
