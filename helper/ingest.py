@@ -256,8 +256,7 @@ class Ingester:
                         store.save_file_state(
                             FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, start, tail_fingerprint(f.path, start))
                         )
-                    store.db.execute("COMMIT")
-                    store.db.execute("BEGIN IMMEDIATE")
+                    store.commit()
                     pending = 0
                     last_commit = time.monotonic()
             store.set_meta("last_ingest", _now())

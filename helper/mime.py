@@ -12,6 +12,8 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from functools import cached_property
+from urllib.parse import unquote_to_bytes
 
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 MAX_DEPTH = 100
@@ -165,7 +167,9 @@ def parse_content_header(value: str) -> tuple[str, dict[str, str]]:
     for m in _PARAM.finditer(";" + rest):
         key, raw = m.group(1).lower(), m.group(2).strip()
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:])
+            raw = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+            if "\\" in raw:
+                raw = re.sub(r"\\(.)", r"\1", raw)
         if "*" in key:
             base, _, index = key.partition("*")
             extended = key.endswith("*")
@@ -193,26 +197,18 @@ def parse_content_header(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _percent_decode(text: str) -> bytes:
-    out = bytearray()
-    i = 0
-    data = text.encode("utf-8", "surrogateescape")
-    while i < len(data):
-        c = data[i]
-        if c == 0x25 and i + 2 < len(data) + 0 and _is_hex(data[i + 1 : i + 3]):
-            out.append(int(data[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out.append(c)
-            i += 1
-    return bytes(out)
+    return unquote_to_bytes(text)
 
 
-def _is_hex(pair: bytes) -> bool:
-    return len(pair) == 2 and all(chr(c) in "0123456789abcdefABCDEF" for c in pair)
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
+_BARE_ADDRESS = re.compile(r"^\s*([^<>\s\"(),;:]+@[^<>\s\"(),;:]+)\s*(?:\(.*\))?\s*$")
 
 
 def address_of(value: str) -> str:
     """The bare, lower-case e-mail address of a From/To header value."""
+    m = _ANGLE_ADDRESS.search(value) or _BARE_ADDRESS.match(value)
+    if m:
+        return m.group(1).lower()
     return parseaddr(decode_rfc2047(value))[1].strip().lower()
 
 
@@ -229,7 +225,7 @@ class Part:
     children: list[Part] = field(default_factory=list)
     truncated: bool = False
 
-    @property
+    @cached_property
     def filename(self) -> str | None:
         disp = self.headers.get("content-disposition")
         if disp:
@@ -312,13 +308,28 @@ def _entity(raw: bytes, headers: dict[str, str], start: int, end: int, depth: in
 def _split_multipart(
     raw: bytes, part: Part, boundary: str, start: int, end: int, depth: int, counter: _Counter
 ) -> None:
-    delim = re.compile(
-        rb"(?:^|\r?\n)--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?[ \t]*(?:\r?\n|$)", re.M
-    )
-    positions: list[tuple[int, int, bool]] = []
-    for m in delim.finditer(raw, start, end):
-        positions.append((m.start(), m.end(), m.group(1) is not None))
-        if m.group(1) is not None:
+    delim = b"--" + boundary.encode("utf-8", "replace")
+    positions: list[tuple[int, int, bool]] = []  # (line start, body start, closing)
+    pos = start
+    while True:
+        at = raw.find(delim, pos, end)
+        if at < 0:
+            break
+        pos = at + len(delim)
+        if at != start and raw[at - 1] != 0x0A:  # delimiters start a line
+            continue
+        closing = raw.startswith(b"--", pos)
+        after = pos + 2 if closing else pos
+        nl = raw.find(b"\n", after, end)
+        line_end = end if nl < 0 else nl + 1
+        if raw[after:line_end].strip():  # a longer boundary sharing our prefix
+            continue
+        line_start = at - 1 if at > start else at
+        if line_start > start and raw[line_start - 1] == 0x0D:
+            line_start -= 1
+        positions.append((line_start, line_end, closing))
+        pos = line_end
+        if closing:
             break
     if not positions or not positions[-1][2]:
         part.truncated = True

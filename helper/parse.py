@@ -101,12 +101,17 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
 def _certificates_in(message: Part, config: ParseConfig, depth: int) -> list[Outcome]:
     subject = decode_rfc2047(message.headers.get("subject", ""))
     sender = address_of(message.headers.get("from", ""))
-    if sidep.is_certificate_subject(subject) or (sender in config.trusted_senders and _has_body_fields(message)):
+    fields: dict[str, str] | None = None
+    if not sidep.is_certificate_subject(subject) and sender in config.trusted_senders:
+        fields = _body_fields(_body_text(message))
+        if not _looks_like_certificate(fields):
+            fields = None
+    if sidep.is_certificate_subject(subject) or fields is not None:
         if sender not in config.trusted_senders:
             return [Outcome("quarantined", reason="untrusted_sender", detail=f"expéditeur {sender or 'absent'}")]
         if message.truncated:
             return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
-        return [_certificate_outcome(message, subject)]
+        return [_certificate_outcome(message, subject, fields)]
     found: list[Outcome] = []
     for part in message.walk():
         if part.content_type == "message/rfc822" and part.children:
@@ -114,9 +119,7 @@ def _certificates_in(message: Part, config: ParseConfig, depth: int) -> list[Out
     return found
 
 
-def _has_body_fields(message: Part) -> bool:
-    text = _body_text(message)
-    fields = _body_fields(text)
+def _looks_like_certificate(fields: dict[str, str]) -> bool:
     return "last_name" in fields and ("birth_date" in fields or "result" in fields)
 
 
@@ -147,24 +150,24 @@ def _own_parts(message: Part) -> list[Part]:
     return out
 
 
-_LINE_LABEL = re.compile(r"^\s*(?:[-*•]\s*)?(?P<label>[^:\n]{1,80}?)\s*:\s*(?P<value>.*?)\s*$")
-
-
 def _body_fields(text: str) -> dict[str, str]:
     """Label → value for the field lines of a body or PDF text (first occurrence wins)."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
-        m = _LINE_LABEL.match(line)
-        if not m:
+        label, colon, value = line.partition(":")
+        if not colon or len(label) > 80:
             continue
-        name = sidep.field_for_label(m["label"])
-        if name and name not in fields and m["value"]:
-            fields[name] = m["value"]
+        name = sidep.field_for_label(label.strip().lstrip("-*• ").rstrip())
+        if name and name not in fields:
+            value = value.strip()
+            if value:
+                fields[name] = value
     return fields
 
 
-def _certificate_outcome(message: Part, subject: str) -> Outcome:
-    fields = _body_fields(_body_text(message))
+def _certificate_outcome(message: Part, subject: str, fields: dict[str, str] | None) -> Outcome:
+    if fields is None:
+        fields = _body_fields(_body_text(message))
     sm = sidep.SUBJECT_RE.search(subject)
     subj = {k: v.strip() for k, v in sm.groupdict().items()} if sm else {}
     pdf_part = _pdf_part(message)

@@ -21,8 +21,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
 from helper.identifiers import looks_like_ins, normalize_finess
-from helper.store import TYPO_MIN_TOKEN, deletion_variants, dossier_key, public
+from helper.store import TYPO_MIN_TOKEN, dossier_key, public
 from helper.text import parse_date, words
 
 DEFAULT_LIMIT = 20
@@ -217,36 +220,25 @@ class Searcher:
     def typo_candidates(self, term: str) -> dict[str, int]:
         """Indexed name words within the allowed edit distance of ``term`` → their distance."""
         max_edits = 2 if len(term) >= TYPO_TWO_EDITS else 1
-        variants = sorted(v for v in deletion_variants(term, max_edits) if len(v) >= TYPO_MIN_TOKEN - 1)
-        if not variants:
-            return {}
-        marks = ",".join("?" * len(variants))
-        candidates = {
-            r[0] for r in self.db.execute(f"SELECT token FROM vocab_deletes WHERE variant IN ({marks})", variants)
-        }
-        out = {}
-        for token in candidates:
-            d = osa_distance(term, token, max_edits)
-            if 0 < d <= max_edits:
-                out[token] = d
-        return out
+        by_length = _vocabulary(self.db)
+        choices: list[str] = []
+        for n in range(max(TYPO_MIN_TOKEN, len(term) - max_edits), len(term) + max_edits + 1):
+            choices.extend(by_length.get(n, ()))
+        found = process.extract(term, choices, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
+        return {token: int(d) for token, d, _ in found if d > 0}
 
 
-def osa_distance(a: str, b: str, limit: int) -> int:
-    """Optimal string alignment distance (Levenshtein + adjacent transpositions), capped at limit+1."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                v = min(v, prev2[j - 2] + 1)
-            cur[j] = v
-        if min(cur) > limit:
-            return limit + 1
-        prev2, prev = prev, cur
-    return prev[-1]
+_VOCAB_CACHE: dict[str, tuple[int, dict[int, list[str]]]] = {}
+
+
+def _vocabulary(db: sqlite3.Connection) -> dict[int, list[str]]:
+    """Name words of the index grouped by length, cached per database and refreshed incrementally."""
+    key = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "") or str(id(db))
+    last, by_length = _VOCAB_CACHE.get(key, (0, {}))
+    rows = db.execute("SELECT id, token FROM vocab WHERE id > ? ORDER BY id", (last,)).fetchall()
+    if rows:
+        for _, token in rows:
+            by_length.setdefault(len(token), []).append(token)
+        last = rows[-1][0]
+        _VOCAB_CACHE[key] = (last, by_length)
+    return by_length

@@ -8,6 +8,7 @@ message from a national system, is a change here only.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from helper.text import fold
 
@@ -67,6 +68,7 @@ _LABELS = dict(BODY_LABELS)
 ANALYSIS_RE = re.compile(r"(?:.*\)\s*:\s*|.*?:\s*)?(?P<code>\d{4,6}-\d)\s*(?P<label>.*)$", re.S)
 
 
+@lru_cache(maxsize=4096)
 def field_for_label(label: str) -> str | None:
     """The record field a body or PDF line label names, or None."""
     key = fold(label).strip().rstrip(" :")

@@ -2,7 +2,7 @@
 
 Layout of the data directory (folders 0700, files 0600)::
 
-    index.sqlite3        certificates, full-text index, typo vocabulary, file states, quarantine
+    index.sqlite3        certificates, full-text index, name vocabulary, file states, quarantine
     pdf/ab/abcdef….pdf   each certificate PDF once, named by its SHA-256, never by a mail-given name
 
 Certificate ids are chosen so that id order is sampling order: ``minutes since epoch << 16``
@@ -12,7 +12,9 @@ plain ``ORDER BY rowid DESC`` that SQLite walks backwards and stops after ``LIMI
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import sqlite3
@@ -29,7 +31,6 @@ DB_NAME = "index.sqlite3"
 SCHEMA_VERSION = 1
 ID_SHIFT = 16  # ids per sampling minute
 TYPO_MIN_TOKEN = 3
-TYPO_TWO_EDITS_MIN_TOKEN = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -68,10 +69,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
     names, site, dossier, birth, ins,
     tokenize = 'ascii', prefix = '2 3 4', detail = 'column'
 );
-CREATE TABLE IF NOT EXISTS vocab (token TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS vocab_deletes (
-    variant TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (variant, token)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -123,31 +121,50 @@ def secure_dir(path: Path) -> Path:
 
 
 class BlobStore:
-    """PDF files stored once each under their SHA-256 (files 0600, folders 0700)."""
+    """PDF files stored once each under their SHA-256 (files 0600, folders 0700).
+
+    Workers write blobs in parallel (temporary file, then atomic rename); the database records
+    which certificate uses which hash. A blob written by a run killed before its commit is an
+    orphan with a correct name: the next run reuses it, and purge removes orphans.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._dirs: set[str] = set()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.pdf"
 
     def put(self, sha256: str, data: bytes) -> None:
-        target = self.path(sha256)
+        """Write ``data`` under its hash unless already there."""
+        folder = os.path.join(self.root, sha256[:2])
+        target = os.path.join(folder, f"{sha256}.pdf")
+        if folder not in self._dirs:
+            secure_dir(Path(folder))
+            self._dirs.add(folder)
         try:
-            if target.stat().st_size == len(data):
+            if os.path.getsize(target) == len(data):
                 return
-        except FileNotFoundError:
+        except OSError:
             pass
-        secure_dir(target.parent)
-        tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
+        tmp = os.path.join(folder, f".{sha256}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
+
+    def get(self, sha256: str) -> bytes | None:
+        """The PDF bytes, verified against their hash; None if absent or damaged."""
+        try:
+            data = self.path(sha256).read_bytes()
+        except OSError:
+            return None
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
     def remove(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
@@ -196,9 +213,15 @@ class Store:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._vocab.clear()
             raise
         else:
             self.db.execute("COMMIT")
+
+    def commit(self) -> None:
+        """Commit the open transaction and open the next one."""
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN IMMEDIATE")
 
     # --- certificates -----------------------------------------------------------------------
 
@@ -227,27 +250,18 @@ class Store:
         self._update_superseded(cert.site_finess, cert.dossier)
         return "new"
 
+    def pdf(self, cert_id: int) -> bytes | None:
+        """The certificate's PDF, verified against its hash."""
+        row = self.db.execute("SELECT pdf_sha256 FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        return self.blobs.get(row[0]) if row and row[0] else None
+
     def _find_same(self, cert: Certificate) -> sqlite3.Row | None:
-        db = self.db
-        if cert.message_id:
-            row = db.execute("SELECT id, pdf_only FROM certificates WHERE message_id = ?", (cert.message_id,)).fetchone()
-            if row:
-                return row
-        if cert.pdf_sha256:
-            row = db.execute(
-                "SELECT id, pdf_only FROM certificates WHERE pdf_sha256 = ? ORDER BY pdf_only LIMIT 1",
-                (cert.pdf_sha256,),
-            ).fetchone()
-            if row:
-                return row
-        if cert.integrated_at and cert.site_finess and cert.dossier:
-            row = db.execute(
-                "SELECT id, pdf_only FROM certificates WHERE site_finess = ? AND dossier = ? AND integrated_at = ?",
-                (cert.site_finess, cert.dossier, cert.integrated_at),
-            ).fetchone()
-            if row:
-                return row
-        return None
+        """The stored record this certificate is another copy of, preferring a mail record."""
+        return self.db.execute(
+            "SELECT id, pdf_only FROM certificates WHERE message_id = ?1 OR pdf_sha256 = ?2 "
+            "OR (site_finess = ?3 AND dossier = ?4 AND integrated_at = ?5) ORDER BY pdf_only LIMIT 1",
+            (cert.message_id, cert.pdf_sha256, cert.site_finess, cert.dossier, cert.integrated_at),
+        ).fetchone()
 
     def _row(self, cert: Certificate, source: str, source_path: str | None) -> dict[str, Any]:
         from helper import sidep
@@ -316,17 +330,12 @@ class Store:
         self._add_vocab(tokens)
 
     def _add_vocab(self, tokens: Iterable[str]) -> None:
+        """Remember every name word once: the typo fallback searches this vocabulary."""
         for token in tokens:
             if len(token) < TYPO_MIN_TOKEN or token in self._vocab or not token.isalpha():
                 continue
             self._vocab.add(token)
-            cur = self.db.execute("INSERT OR IGNORE INTO vocab (token) VALUES (?)", (token,))
-            if cur.rowcount:
-                max_edits = 2 if len(token) >= TYPO_TWO_EDITS_MIN_TOKEN else 1
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO vocab_deletes (variant, token) VALUES (?, ?)",
-                    ((v, token) for v in deletion_variants(token, max_edits)),
-                )
+            self.db.execute("INSERT OR IGNORE INTO vocab (token) VALUES (?)", (token,))
 
     def _update_superseded(self, site: str | None, dossier: str | None) -> None:
         if not site or not dossier:
@@ -426,19 +435,3 @@ def public(row: sqlite3.Row) -> dict[str, Any]:
 def dossier_key(dossier: str) -> str:
     """The form a dossier number is indexed and searched in: letters and digits, lower case."""
     return "".join(ch for ch in dossier.lower() if ch.isalnum() and ch.isascii())
-
-
-def deletion_variants(token: str, max_edits: int) -> set[str]:
-    """``token`` and every string obtained by deleting up to ``max_edits`` characters."""
-    variants = {token}
-    frontier = {token}
-    for _ in range(max_edits):
-        nxt = set()
-        for word in frontier:
-            if len(word) <= 1:
-                continue
-            for i in range(len(word)):
-                nxt.add(word[:i] + word[i + 1 :])
-        variants |= nxt
-        frontier = nxt
-    return variants

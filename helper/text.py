@@ -20,14 +20,15 @@ _SPECIAL_FOLDS = str.maketrans(
 )
 _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "ae", "Ö": "oe", "Ü": "ue"})
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
 def fold(text: str) -> str:
     """Lower-case ASCII form of ``text``: accents removed, ligatures expanded, apostrophes unified."""
+    if text.isascii():
+        return text.replace("`", "'").lower()
     text = text.translate(_SPECIAL_FOLDS)
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return stripped.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text)).lower()
 
 
 def words(text: str) -> list[str]:
