@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helper.parse import Outcome, ParseConfig, certificate_from_pdf, parse_message
-from helper.sources import EML, MAILDIR, MBOX, PDF, Found, discover, mbox_messages, tail_fingerprint
+from helper.sources import (
+    EML,
+    MAILDIR,
+    MBOX,
+    PDF,
+    Found,
+    discover,
+    mbox_messages,
+    starts_message,
+    tail_fingerprint,
+)
 from helper.store import BlobStore, FileState, Store
 
 #: Below this much work the pool is not worth starting.
@@ -187,7 +197,8 @@ class Ingester:
         if found.kind != MBOX or state is None or state.offset <= 0 or found.size < state.offset:
             return 0
         if state.tail and tail_fingerprint(found.path, state.offset) == state.tail:
-            return state.offset
+            if found.size == state.offset or starts_message(found.path, state.offset):
+                return state.offset
         return 0
 
     def _items(self, plan: list[tuple[Found, int]]) -> Iterator[Item]:
@@ -221,7 +232,7 @@ class Ingester:
     ) -> None:
         found_by_path = {f.path: (f, off) for f, off in plan}
         cleared: set[str] = set()
-        last_start: dict[str, int] = {}
+        resume: dict[str, int] = {}  # mbox path → offset the next run starts from
         pending = 0
         last_commit = time.monotonic()
         store = self.store
@@ -234,27 +245,27 @@ class Ingester:
                     store.clear_quarantine(item.path, offset if found.kind == MBOX else None)
                     cleared.add(item.path)
                 if item.item == "end":
-                    start = last_start.get(item.path, offset)
+                    at = resume.pop(item.path, offset)
                     store.save_file_state(
-                        FileState(found.path, found.size, found.mtime_ns, found.kind, start,
-                                  tail_fingerprint(found.path, start))
+                        FileState(found.path, found.size, found.mtime_ns, found.kind, at, tail_fingerprint(found.path, at))
                     )
                     continue
                 self._record(res, source or _source_name(found.kind), report)
                 bar.advance(item.size)
+                pending += 1
                 if found.kind == MBOX:
+                    # A message cut short (a mailbox still being written) is read again next time;
+                    # any other message is done with.
                     start = int(item.item[1:])
-                    last_start[item.path] = start
-                    # Mid-file progress: resume from this message if interrupted after the commit.
-                    pending += 1
+                    cut = any(o.reason == "truncated" for o in res.outcomes)
+                    resume[item.path] = start if cut else start + item.size
                 else:
                     store.save_file_state(FileState(found.path, found.size, found.mtime_ns, found.kind))
-                    pending += 1
                 if pending >= COMMIT_EVERY_ITEMS or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
-                    for path, start in last_start.items():
+                    for path, at in resume.items():
                         f, _ = found_by_path[path]
                         store.save_file_state(
-                            FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, start, tail_fingerprint(f.path, start))
+                            FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, at, tail_fingerprint(f.path, at))
                         )
                     store.commit()
                     pending = 0

@@ -25,6 +25,7 @@ from helper.text import (
 )
 
 PDF_MAGIC = b"%PDF-"
+_RFC822 = re.compile(rb"message/rfc822", re.I)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
         subject = decode_rfc2047(headers.get("subject", ""))
         sender = address_of(headers.get("from", ""))
         cert_subject = sidep.is_certificate_subject(subject)
-        if not cert_subject and "message/rfc822" not in raw[body_at:].lower() and sender not in config.trusted_senders:
+        if not cert_subject and sender not in config.trusted_senders and not _RFC822.search(raw, body_at):
             return [Outcome("ignored")]
         root = parse(raw, headers=headers, body_at=body_at)
         outcomes = _certificates_in(root, config, depth=0)
@@ -168,7 +169,7 @@ def _body_fields(text: str) -> dict[str, str]:
 def _certificate_outcome(message: Part, subject: str, fields: dict[str, str] | None) -> Outcome:
     if fields is None:
         fields = _body_fields(_body_text(message))
-    sm = sidep.SUBJECT_RE.search(subject)
+    sm = sidep.SUBJECT_RE.match(subject)
     subj = {k: v.strip() for k, v in sm.groupdict().items()} if sm else {}
     pdf_part = _pdf_part(message)
     name_fields: dict[str, str] = {}

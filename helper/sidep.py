@@ -20,7 +20,7 @@ DEFAULT_TRUSTED_SENDERS: tuple[str, ...] = ("noreply.sidep@enovacom.easycrypt.fr
 
 #: ``[Projet SI-DEP] Certificat de test : {FINESS} | {dossier} | {Nom} | {Prénom}``
 SUBJECT_RE = re.compile(
-    r"\[\s*Projet\s+SI-?DEP\s*\]\s*Certificat\s+de\s+test\s*:?\s*"
+    r"^\s*\[\s*Projet\s+SI-?DEP\s*\]\s*Certificat\s+de\s+test\s*:?\s*"
     r"(?P<finess>[^|]*?)\s*\|\s*(?P<dossier>[^|]*?)\s*\|\s*(?P<last_name>[^|]*?)\s*\|\s*(?P<first_name>.*?)\s*$",
     re.I | re.S,
 )
@@ -77,4 +77,4 @@ def field_for_label(label: str) -> str | None:
 
 
 def is_certificate_subject(subject: str) -> bool:
-    return SUBJECT_MARKER.search(subject) is not None and SUBJECT_RE.search(subject) is not None
+    return SUBJECT_MARKER.search(subject) is not None and SUBJECT_RE.match(subject) is not None

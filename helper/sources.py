@@ -150,10 +150,20 @@ def tail_fingerprint(path: str, offset: int) -> str | None:
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, offset - 1024))
-            chunk = fh.read(min(offset, 1024) + 5)
+            chunk = fh.read(min(offset, 1024))
     except OSError:
         return None
     return hashlib.sha1(chunk).hexdigest()
+
+
+def starts_message(path: str, offset: int) -> bool:
+    """True when an mbox separator line starts at ``offset``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(5) == b"From "
+    except OSError:
+        return False
 
 
 def mbox_messages(path: str, offset: int = 0) -> Iterator[MboxMessage]:
