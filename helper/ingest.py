@@ -8,7 +8,6 @@ simply read again on the next run, and the store recognises anything it already 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
@@ -174,14 +173,14 @@ class Ingester:
     def run(self, paths: list[Path], *, progress: bool = True, source: str | None = None) -> Report:
         started = time.monotonic()
         report = Report()
-        states = self.store.file_states()
+        known = self.store.file_signatures()
         plan: list[tuple[Found, int]] = []  # (file, offset to read from)
-        for found in discover(paths):
+        for found in discover(paths, known):
             report.files += 1
-            state = states.get(found.path)
-            if state and state.size == found.size and state.mtime_ns == found.mtime_ns:
+            if known.get(found.path) == (found.size, found.mtime_ns):
                 report.unchanged += 1
                 continue
+            state = self.store.file_state(found.path) if found.kind == MBOX and found.path in known else None
             plan.append((found, self._resume_offset(found, state)))
         total_bytes = sum(f.size - off for f, off in plan)
         bar = Progress(total_bytes, enabled=progress)
@@ -220,6 +219,8 @@ class Ingester:
             yield Result(item, []) if item.item == "end" else process_item(item)
 
     def _parallel(self, items: Iterable[Item]) -> Iterator[Result]:
+        import multiprocessing
+
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         with ctx.Pool(
@@ -270,7 +271,8 @@ class Ingester:
                     store.commit()
                     pending = 0
                     last_commit = time.monotonic()
-            store.set_meta("last_ingest", _now())
+            if plan:
+                store.set_meta("last_ingest", _now())
             store.db.execute("COMMIT")
         except BaseException:
             store.db.execute("ROLLBACK")

@@ -10,7 +10,7 @@ import hashlib
 import mmap
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,32 +38,39 @@ class Found:
     mtime_ns: int
 
 
-def discover(paths: list[Path]) -> Iterator[Found]:
-    """Every mail file under ``paths`` (files or folders, recursively)."""
+def discover(paths: list[Path], known: Mapping[str, tuple[int, int]] | None = None) -> Iterator[Found]:
+    """Every mail file under ``paths`` (files or folders, recursively), with absolute paths.
+
+    ``known`` maps paths already read to their (size, mtime): a Maildir message file never changes
+    once delivered (flags change its name, not its content), so a known one is not even stat'ed.
+    """
+    known = known or {}
     for path in paths:
+        root = os.path.abspath(path)
         try:
-            st = path.stat()
+            st = os.stat(root)
         except OSError:
             continue
-        if path.is_dir():
-            yield from _walk(path)
+        if os.path.isdir(root):
+            yield from _walk(root, known)
         else:
-            kind = classify_file(path)
+            kind = classify_file(Path(root))
             if kind:
-                yield Found(str(path.resolve()), kind, st.st_size, st.st_mtime_ns)
+                yield Found(root, kind, st.st_size, st.st_mtime_ns)
 
 
-def _is_maildir(path: Path) -> bool:
-    return (path / "cur").is_dir() and (path / "new").is_dir()
+def _is_maildir(folder: str) -> bool:
+    return os.path.isdir(os.path.join(folder, "cur")) and os.path.isdir(os.path.join(folder, "new"))
 
 
-def _walk(root: Path) -> Iterator[Found]:
+def _walk(root: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
     stack = [root]
     while stack:
         folder = stack.pop()
         maildir = _is_maildir(folder)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
             continue
         for entry in entries:
@@ -72,34 +79,37 @@ def _walk(root: Path) -> Iterator[Found]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if maildir and entry.name in ("cur", "new"):
-                        yield from _maildir_files(Path(entry.path))
-                    elif maildir and entry.name == "tmp":
-                        continue
-                    else:
-                        stack.append(Path(entry.path))
+                        yield from _maildir_files(entry.path, known)
+                    elif not (maildir and entry.name == "tmp"):
+                        stack.append(entry.path)
                     continue
                 if not entry.is_file(follow_symlinks=False):
                     continue
                 kind = classify_file(Path(entry.path))
                 if kind:
                     st = entry.stat()
-                    yield Found(os.path.abspath(entry.path), kind, st.st_size, st.st_mtime_ns)
+                    yield Found(entry.path, kind, st.st_size, st.st_mtime_ns)
             except OSError:
                 continue
 
 
-def _maildir_files(folder: Path) -> Iterator[Found]:
+def _maildir_files(folder: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
     except OSError:
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
+        signature = known.get(entry.path)
+        if signature is not None:
+            yield Found(entry.path, MAILDIR, signature[0], signature[1])
+            continue
         try:
             if entry.is_file(follow_symlinks=False):
                 st = entry.stat()
-                yield Found(os.path.abspath(entry.path), MAILDIR, st.st_size, st.st_mtime_ns)
+                yield Found(entry.path, MAILDIR, st.st_size, st.st_mtime_ns)
         except OSError:
             continue
 

@@ -358,11 +358,13 @@ class Store:
 
     # --- files and quarantine ---------------------------------------------------------------
 
-    def file_states(self) -> dict[str, FileState]:
-        return {
-            r[0]: FileState(r[0], r[1], r[2], r[3], r[4], r[5])
-            for r in self.db.execute("SELECT path, size, mtime_ns, kind, offset, tail FROM files")
-        }
+    def file_signatures(self) -> dict[str, tuple[int, int]]:
+        """path → (size, mtime_ns) of every file read before: enough to skip unchanged files."""
+        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT path, size, mtime_ns FROM files")}
+
+    def file_state(self, path: str) -> FileState | None:
+        r = self.db.execute("SELECT path, size, mtime_ns, kind, offset, tail FROM files WHERE path = ?", (path,)).fetchone()
+        return FileState(r[0], r[1], r[2], r[3], r[4], r[5]) if r else None
 
     def save_file_state(self, state: FileState) -> None:
         self.db.execute(
