@@ -61,7 +61,11 @@ CREATE TABLE IF NOT EXISTS certificates (
     superseded INTEGER NOT NULL DEFAULT 0,
     warnings TEXT NOT NULL DEFAULT '[]',
     raw TEXT NOT NULL DEFAULT '{}',
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    printed_at TEXT,
+    print_count INTEGER NOT NULL DEFAULT 0,
+    delivered_at TEXT,
+    delivered_by TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_site_dossier ON certificates (site_finess, dossier);
 CREATE INDEX IF NOT EXISTS certificates_pdf ON certificates (pdf_sha256);
@@ -95,6 +99,7 @@ PUBLIC_FIELDS = (
     "id", "site_finess", "dossier", "last_name", "first_name", "sex", "birth_date", "ins",
     "analysis_code", "analysis_label", "sampled_at", "integrated_at", "result", "outcome",
     "message_id", "source", "superseded", "warnings", "pdf_only", "pdf_sha256", "raw",
+    "printed_at", "print_count", "delivered_at", "delivered_by",
 )
 
 
@@ -192,6 +197,7 @@ class Store:
                     os.chmod(p, 0o600)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA secure_delete = ON")
         self.db.execute("PRAGMA cache_size = -16000")
         self._vocab: set[str] = set()
 
@@ -352,6 +358,88 @@ class Store:
             if r["superseded"] != flag:
                 self.db.execute("UPDATE certificates SET superseded = ? WHERE id = ?", (flag, r["id"]))
 
+    # --- hand-over to the patient ---------------------------------------------------------
+
+    def mark_printed(self, cert_id: int) -> dict[str, Any] | None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE certificates SET printed_at = ?, print_count = print_count + 1 WHERE id = ?",
+                (now_iso(), cert_id),
+            )
+        return self.get(cert_id)
+
+    def mark_delivered(self, cert_id: int, initials: str | None) -> dict[str, Any] | None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE certificates SET delivered_at = ?, delivered_by = ? WHERE id = ?",
+                (now_iso(), initials or None, cert_id),
+            )
+        return self.get(cert_id)
+
+    def undo_delivered(self, cert_id: int) -> dict[str, Any] | None:
+        with self.transaction():
+            self.db.execute("UPDATE certificates SET delivered_at = NULL, delivered_by = NULL WHERE id = ?", (cert_id,))
+        return self.get(cert_id)
+
+    # --- retention --------------------------------------------------------------------------
+
+    def purge(self, older_than: str) -> list[int]:
+        """Remove certificates integrated before ``older_than`` (ISO date): rows, index entries, PDFs.
+
+        Returns the ids removed (the audit trail keeps them). A PDF shared by a remaining record
+        (the same certificate seen as a PDF alone) is kept.
+        """
+        with self.transaction():
+            rows = self.db.execute(
+                "SELECT id, pdf_sha256 FROM certificates WHERE coalesce(integrated_at, sampled_at, added_at) < ?",
+                (older_than,),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(f"DELETE FROM certificates WHERE id IN ({marks})", chunk)
+                self.db.execute(f"DELETE FROM certificates_fts WHERE rowid IN ({marks})", chunk)
+            hashes = {r[1] for r in rows if r[1]}
+            still_used = {
+                r[0]
+                for chunk in _chunks(sorted(hashes), 500)
+                for r in self.db.execute(
+                    f"SELECT pdf_sha256 FROM certificates WHERE pdf_sha256 IN ({','.join('?' * len(chunk))})", chunk
+                )
+            }
+        for sha256 in hashes - still_used:
+            self.blobs.remove(sha256)
+        if ids:
+            self._scrub()
+        return ids
+
+    def _scrub(self) -> None:
+        """Physically erase what was deleted: FTS segments rewritten, unused name words dropped,
+        freed pages zeroed (secure_delete) and the write-ahead log truncated."""
+        with self.transaction():
+            self.db.execute("INSERT INTO certificates_fts (certificates_fts) VALUES ('optimize')")
+            self.db.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_terms USING fts5vocab(main, certificates_fts, 'row')"
+            )
+            self.db.execute("DELETE FROM vocab WHERE token NOT IN (SELECT term FROM temp.fts_terms)")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def sweep_orphan_pdfs(self, min_age_seconds: float = 3600) -> int:
+        """Remove PDF files no certificate refers to (left by an interrupted run). Returns how many."""
+        used = {r[0] for r in self.db.execute("SELECT DISTINCT pdf_sha256 FROM certificates WHERE pdf_sha256 IS NOT NULL")}
+        removed = 0
+        limit = dt.datetime.now().timestamp() - min_age_seconds
+        for folder in self.blobs.root.glob("??"):
+            for path in folder.iterdir():
+                sha256 = path.name.split(".")[0].lstrip(".")
+                try:
+                    if sha256 not in used and path.stat().st_mtime < limit:
+                        path.unlink()
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
+
     def get(self, cert_id: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM certificates WHERE id = ?", (cert_id,)).fetchone()
         return public(row) if row else None
@@ -432,6 +520,11 @@ def public(row: sqlite3.Row) -> dict[str, Any]:
     out["warnings"] = json.loads(out["warnings"])
     out["raw"] = json.loads(out["raw"])
     return out
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def dossier_key(dossier: str) -> str:

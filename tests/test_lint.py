@@ -13,5 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_reports_nothing() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     assert ruff, "ruff is part of the test extra: pip install -e '.[test]'"
-    proc = subprocess.run([ruff, "check", "helper", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    targets = [d for d in ("helper", "tests", "benchmarks") if (ROOT / d).is_dir()]
+    proc = subprocess.run([ruff, "check", *targets], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
