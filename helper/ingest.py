@@ -282,7 +282,7 @@ class Ingester:
         item = res.item
         for outcome in res.outcomes:
             if outcome.status == "certificate" and outcome.certificate is not None:
-                status = self.store.add(outcome.certificate, source, item.path)
+                status, _ = self.store.add(outcome.certificate, source, item.path)
                 if status == "new":
                     report.new += 1
                 else:
@@ -308,3 +308,59 @@ def _now() -> str:
     from helper.store import now_iso
 
     return now_iso()
+
+
+@dataclass
+class MessageOutcome:
+    """What became of one pushed message (API): the public answer of ``POST /messages``."""
+
+    status: str  # new, duplicate, ignored, quarantined
+    certificate_id: int | None = None
+    reason: str | None = None
+    detail: str = ""
+
+
+def ingest_message(store: Store, raw: bytes, trusted: frozenset[str], source: str = "api") -> list[MessageOutcome]:
+    """Ingest one raw message pushed by an extension, as a file would be.
+
+    A message that cannot be used is kept under ``quarantine/`` in the data directory (0600,
+    named by its hash) so that nothing is lost, and listed with its reason.
+    """
+    if len(raw) > MAX_READ:
+        outcomes = [Outcome("quarantined", reason="too_large", detail=f"message > {MAX_READ} octets")]
+    else:
+        try:
+            outcomes = parse_message(raw, ParseConfig(trusted_senders=trusted))
+        except Exception as exc:  # noqa: BLE001 - never let one message break the service
+            outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
+    answers: list[MessageOutcome] = []
+    with store.transaction():
+        for outcome in outcomes:
+            cert = outcome.certificate
+            if outcome.status == "certificate" and cert is not None:
+                if cert.pdf is not None and cert.pdf_sha256:
+                    store.blobs.put(cert.pdf_sha256, cert.pdf)
+                    cert.pdf = None
+                status, cert_id = store.add(cert, source, None)
+                answers.append(MessageOutcome(status, cert_id))
+            elif outcome.status == "quarantined":
+                kept = _keep_quarantined(store, raw)
+                store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
+                answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
+            else:
+                answers.append(MessageOutcome("ignored"))
+    return answers
+
+
+def _keep_quarantined(store: Store, raw: bytes) -> Path:
+    import hashlib
+
+    from helper.store import secure_dir
+
+    folder = secure_dir(store.data_dir / "quarantine")
+    path = folder / f"{hashlib.sha256(raw).hexdigest()}.eml"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+    return path

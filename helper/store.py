@@ -231,8 +231,8 @@ class Store:
 
     # --- certificates -----------------------------------------------------------------------
 
-    def add(self, cert: Certificate, source: str, source_path: str | None) -> str:
-        """Store a parsed certificate (inside a transaction). Returns ``new`` or ``duplicate``.
+    def add(self, cert: Certificate, source: str, source_path: str | None) -> tuple[str, int]:
+        """Store a parsed certificate (inside a transaction). Returns (``new`` or ``duplicate``, id).
 
         The same certificate seen again — same Message-ID, same site/dossier/integration date,
         or the same PDF bytes — is one record; a PDF-alone record is completed by the mail that
@@ -243,7 +243,7 @@ class Store:
         if existing is not None:
             if existing["pdf_only"] and not cert.pdf_only:
                 self._replace(existing["id"], cert, source, source_path)
-            return "duplicate"
+            return "duplicate", existing["id"]
         cert_id = self._allocate_id(cert)
         row = self._row(cert, source, source_path)
         row["id"] = cert_id
@@ -254,7 +254,7 @@ class Store:
         )
         self._index(cert_id, cert)
         self._update_superseded(cert.site_finess, cert.dossier)
-        return "new"
+        return "new", cert_id
 
     def pdf(self, cert_id: int) -> bytes | None:
         """The certificate's PDF, verified against its hash."""
