@@ -6,6 +6,7 @@ Messages for people are in French; ``--json`` output is the machine contract.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -41,6 +42,26 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="état de l'index et messages en quarantaine")
     p.add_argument("--json", action="store_true", help="sortie JSON")
+
+    p = sub.add_parser("serve", help="lancer le service local (API pour les extensions, surveillance des dossiers)")
+    p.add_argument("--port", type=int, help="port d'écoute (par défaut : celui de la configuration, 51789)")
+    p.add_argument("--watch", action="append", default=[], metavar="DOSSIER", help="dossier supplémentaire à surveiller")
+    p.add_argument("--no-watch", action="store_true", help="ne surveiller aucun dossier")
+
+    p = sub.add_parser("config", help="afficher le fichier de configuration et les réglages en vigueur")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+
+    p = sub.add_parser("token", help="afficher le jeton à coller dans l'extension")
+    p.add_argument("--rotate", action="store_true", help="remplacer le jeton (l'ancien cesse de fonctionner)")
+
+    p = sub.add_parser("purge", help="supprimer les certificats plus anciens que la durée de conservation")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+
+    p = sub.add_parser("audit", help="journal de traçabilité (pour le DPO)")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    e = audit_sub.add_parser("export", help="exporter le journal au format CSV")
+    e.add_argument("--since", help="date de début (AAAA-MM-JJ)")
+    e.add_argument("--output", "-o", help="fichier de sortie (par défaut : la sortie standard)")
     return parser
 
 
@@ -53,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"Erreur : {exc}", file=sys.stderr)
         return 2
-    handler = {"ingest": cmd_ingest, "search": cmd_search, "status": cmd_status}[args.command]
+    handler = {
+        "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "serve": cmd_serve,
+        "config": cmd_config, "token": cmd_token, "purge": cmd_purge, "audit": cmd_audit,
+    }[args.command]
     try:
         return handler(args, settings)
     except KeyboardInterrupt:
@@ -183,4 +207,93 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for q in status["quarantine"]:
         where = q["path"] + (f" ({q['item']})" if q["item"] else "")
         print(f"  - {where} : {q['reason']} {q['detail']}".rstrip())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.service import serve
+
+    if args.port is not None:
+        if not 1024 <= args.port <= 65535:
+            print("Erreur : le port doit être compris entre 1024 et 65535.", file=sys.stderr)
+            return 2
+        settings.port = args.port
+    folders = [Path(p).expanduser() for p in args.watch]
+    return serve(settings, watch_folders=folders, watch=not args.no_watch)
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    values = settings.in_force()
+    values["config_exists"] = settings.config_file.is_file()
+    if args.json:
+        _emit(values)
+        return 0
+    state = "" if values["config_exists"] else " (absent : valeurs par défaut ; créé au premier « serve »)"
+    print(f"Fichier de configuration : {settings.config_file}{state}")
+    print(f"Dossier des données : {settings.data_dir}")
+    for key, value in values.items():
+        if key not in ("config_file", "data_dir", "config_exists"):
+            print(f"  {key} = {json.dumps(value, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.token import read_or_create, rotate
+
+    if args.rotate:
+        token = rotate(settings.data_dir)
+        from helper.audit import Audit
+
+        audit = Audit(settings.data_dir)
+        audit.record("token_rotated", origin="cli")
+        audit.close()
+        print("Nouveau jeton (l'ancien ne fonctionne plus) :", file=sys.stderr)
+    else:
+        token = read_or_create(settings.data_dir)
+    print(token)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.api import purge_due
+    from helper.audit import Audit
+    from helper.store import Store
+
+    store = Store(settings.data_dir)
+    audit = Audit(settings.data_dir)
+    try:
+        ids = purge_due(store, audit, settings.retention_days, origin="cli")
+    finally:
+        store.close()
+        audit.close()
+    if args.json:
+        _emit({"purged": len(ids), "ids": ids, "retention_days": settings.retention_days})
+    else:
+        print(f"{len(ids)} certificat(s) supprimé(s) (conservation : {settings.retention_days} jours).")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.audit import Audit
+
+    since = args.since
+    if since:
+        try:
+            since = dt.date.fromisoformat(since).isoformat()
+        except ValueError:
+            print("Erreur : --since attend une date AAAA-MM-JJ.", file=sys.stderr)
+            return 2
+    audit = Audit(settings.data_dir)
+    try:
+        text = audit.export_csv(since)
+    finally:
+        audit.close()
+    if args.output:
+        out = Path(args.output)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        print(f"Journal exporté dans {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0

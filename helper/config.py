@@ -1,8 +1,9 @@
 """Where the helper keeps its files, and the settings in force.
 
 Data directory: ``--data-dir``, else ``$SIDEP_HELPER_HOME``, else the platform's user data
-directory (platformdirs). Configuration: ``config.toml`` in ``$SIDEP_HELPER_HOME`` when set,
-else in the platform's user config directory.
+directory (platformdirs). Configuration: ``--config``, else ``config.toml`` in
+``$SIDEP_HELPER_HOME`` when set, else in the platform's user config directory. The service
+writes the file with commented defaults at first run, so IT can see every setting in one place.
 """
 
 from __future__ import annotations
@@ -11,11 +12,51 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from helper import sidep
 
 APP_NAME = "sidep-helper"
 ENV_HOME = "SIDEP_HELPER_HOME"
+DEFAULT_PORT = 51789
+
+DEFAULT_CONFIG = f"""\
+# Configuration de sidep-helper.
+# Ce fichier est créé au premier lancement ; les valeurs en commentaire sont les valeurs par défaut.
+# Après modification, redémarrez le service (ou la commande en cours).
+
+# Port d'écoute de l'API locale (127.0.0.1 et ::1 uniquement).
+# port = {DEFAULT_PORT}
+
+# Dossiers surveillés en plus du dossier Téléchargements et des dossiers locaux de Thunderbird.
+# watch = ["D:/Messagerie/Certificats"]
+
+# Surveiller le dossier Téléchargements de l'utilisateur (fichiers .eml et PDF enregistrés depuis le webmail).
+# watch_downloads = true
+
+# Surveiller les dossiers de courrier des profils Thunderbird trouvés sur le poste (lecture seule).
+# watch_thunderbird = true
+
+# Expéditeurs dont les messages deviennent des certificats.
+# trusted_senders = ["noreply.sidep@enovacom.easycrypt.fr"]
+
+# Imprimante : nom de la file d'impression ; vide = imprimante par défaut du système.
+# printer = ""
+
+# Durée de conservation des certificats, en jours après leur intégration dans SI-DEP.
+# retention_days = 90
+
+# Origines des extensions autorisées à interroger le service,
+# par exemple "chrome-extension://abcdefghijklmnopabcdefghijklmnop" ou "moz-extension://<UUID>".
+# allowed_origins = []
+
+# Accepter toute extension Chrome/Edge/Firefox/Thunderbird (schémas chrome-extension:// et moz-extension://).
+# allow_any_extension_origin = true
+
+# Noms des sites affichés à côté de leur FINESS géographique.
+# [sites]
+# "750712184" = "Site de Paris 12e"
+"""
 
 
 class ConfigError(Exception):
@@ -28,6 +69,31 @@ class Settings:
     config_file: Path
     trusted_senders: frozenset[str] = field(default_factory=lambda: frozenset(sidep.DEFAULT_TRUSTED_SENDERS))
     retention_days: int = 90
+    port: int = DEFAULT_PORT
+    watch: list[Path] = field(default_factory=list)
+    watch_downloads: bool = True
+    watch_thunderbird: bool = True
+    printer: str = ""
+    allowed_origins: frozenset[str] = frozenset()
+    allow_any_extension_origin: bool = True
+    sites: dict[str, str] = field(default_factory=dict)
+
+    def in_force(self) -> dict[str, Any]:
+        """The settings as IT should read them (``sidep-helper config``)."""
+        return {
+            "config_file": str(self.config_file),
+            "data_dir": str(self.data_dir),
+            "port": self.port,
+            "watch": [str(p) for p in self.watch],
+            "watch_downloads": self.watch_downloads,
+            "watch_thunderbird": self.watch_thunderbird,
+            "trusted_senders": sorted(self.trusted_senders),
+            "printer": self.printer,
+            "retention_days": self.retention_days,
+            "allowed_origins": sorted(self.allowed_origins),
+            "allow_any_extension_origin": self.allow_any_extension_origin,
+            "sites": dict(self.sites),
+        }
 
 
 def default_data_dir() -> Path:
@@ -62,16 +128,65 @@ def load(data_dir: str | Path | None = None, config_file: str | Path | None = No
     return settings
 
 
-def _apply(settings: Settings, values: dict[str, object]) -> None:
-    senders = values.get("trusted_senders")
-    if senders is not None:
+def write_default(path: Path) -> bool:
+    """Create the configuration file with commented defaults if it does not exist yet."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(DEFAULT_CONFIG)
+    return True
+
+
+def _apply(settings: Settings, values: dict[str, Any]) -> None:
+    where = settings.config_file
+
+    def fail(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{where} : « {key} » doit être {expected}")
+
+    known = set(Settings.__dataclass_fields__) - {"data_dir", "config_file"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where} : réglage(s) inconnu(s) : {', '.join(unknown)}")
+    if "trusted_senders" in values:
+        senders = values["trusted_senders"]
         if not isinstance(senders, list) or not all(isinstance(s, str) and "@" in s for s in senders):
-            raise ConfigError(
-                f"{settings.config_file} : « trusted_senders » doit être une liste d'adresses e-mail"
-            )
+            raise fail("trusted_senders", "une liste d'adresses e-mail")
         settings.trusted_senders = frozenset(s.strip().lower() for s in senders)
-    retention = values.get("retention_days")
-    if retention is not None:
-        if not isinstance(retention, int) or retention < 1:
-            raise ConfigError(f"{settings.config_file} : « retention_days » doit être un entier positif")
+    if "retention_days" in values:
+        retention = values["retention_days"]
+        if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
+            raise fail("retention_days", "un nombre entier de jours, au moins 1")
         settings.retention_days = retention
+    if "port" in values:
+        port = values["port"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+            raise fail("port", "un numéro de port entre 1024 et 65535")
+        settings.port = port
+    if "watch" in values:
+        folders = values["watch"]
+        if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
+            raise fail("watch", "une liste de dossiers")
+        settings.watch = [Path(f).expanduser() for f in folders]
+    for key in ("watch_downloads", "watch_thunderbird", "allow_any_extension_origin"):
+        if key in values:
+            if not isinstance(values[key], bool):
+                raise fail(key, "true ou false")
+            setattr(settings, key, values[key])
+    if "printer" in values:
+        if not isinstance(values["printer"], str):
+            raise fail("printer", "un nom d'imprimante (texte)")
+        settings.printer = values["printer"].strip()
+    if "allowed_origins" in values:
+        origins = values["allowed_origins"]
+        if not isinstance(origins, list) or not all(
+            isinstance(o, str) and o.startswith(("chrome-extension://", "moz-extension://")) for o in origins
+        ):
+            raise fail("allowed_origins", "une liste d'origines chrome-extension://… ou moz-extension://…")
+        settings.allowed_origins = frozenset(o.rstrip("/") for o in origins)
+    if "sites" in values:
+        sites = values["sites"]
+        if not isinstance(sites, dict) or not all(isinstance(v, str) for v in sites.values()):
+            raise fail("sites", "une table FINESS = \"nom du site\"")
+        settings.sites = {str(k).upper(): v for k, v in sites.items()}

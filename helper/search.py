@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +114,14 @@ class Searcher:
         self.db = db
 
     def search(
-        self, text: str, *, site: str | None = None, limit: int = DEFAULT_LIMIT, where: str | None = None
+        self, text: str, *, site: str | None = None, limit: int = DEFAULT_LIMIT, to_deliver: bool = False
     ) -> dict[str, Any]:
-        """``{"results": [...], "total": N}`` for a query typed by the user."""
+        """``{"results": [...], "total": N}`` for a query typed by the user.
+
+        ``to_deliver`` keeps only certificates not yet handed over to the patient.
+        """
         limit = max(1, min(int(limit), MAX_LIMIT))
+        self._undelivered = to_deliver
         query = parse_query(text)
         site_key = normalize_finess(site).lower() if site else None
         if query.empty:
@@ -153,14 +158,19 @@ class Searcher:
             parts.append(f"site:{_quote(site_key)}")
         return parts
 
+    _undelivered = False
+    _JOIN = " JOIN certificates c ON c.id = f.rowid AND c.delivered_at IS NULL"
+
     def _count(self, expr: str) -> int:
+        join = self._JOIN if self._undelivered else ""
         return self.db.execute(
-            "SELECT count(*) FROM certificates_fts WHERE certificates_fts MATCH ?", (expr,)
+            f"SELECT count(*) FROM certificates_fts f{join} WHERE certificates_fts MATCH ?", (expr,)
         ).fetchone()[0]
 
     def _ids(self, expr: str, limit: int, match: str) -> list[Hit]:
+        join = self._JOIN if self._undelivered else ""
         rows = self.db.execute(
-            "SELECT rowid FROM certificates_fts WHERE certificates_fts MATCH ? ORDER BY rowid DESC LIMIT ?",
+            f"SELECT f.rowid FROM certificates_fts f{join} WHERE certificates_fts MATCH ? ORDER BY f.rowid DESC LIMIT ?",
             (expr, limit),
         ).fetchall()
         return [Hit(r[0], match) for r in rows]
@@ -186,8 +196,12 @@ class Searcher:
         if site_key:
             expr = f"site:{_quote(site_key)}"
             return {"results": self._rows(self._ids(expr, limit, "recent")), "total": self._count(expr)}
-        ids = [Hit(r[0], "recent") for r in self.db.execute("SELECT id FROM certificates ORDER BY id DESC LIMIT ?", (limit,))]
-        total = self.db.execute("SELECT count(*) FROM certificates").fetchone()[0]
+        where = " WHERE delivered_at IS NULL" if self._undelivered else ""
+        ids = [
+            Hit(r[0], "recent")
+            for r in self.db.execute(f"SELECT id FROM certificates{where} ORDER BY id DESC LIMIT ?", (limit,))
+        ]
+        total = self.db.execute(f"SELECT count(*) FROM certificates{where}").fetchone()[0]
         return {"results": self._rows(ids), "total": total}
 
     # --- typo fallback ------------------------------------------------------------------------
@@ -229,16 +243,23 @@ class Searcher:
 
 
 _VOCAB_CACHE: dict[str, tuple[int, dict[int, list[str]]]] = {}
+_VOCAB_LOCK = threading.Lock()
 
 
 def _vocabulary(db: sqlite3.Connection) -> dict[int, list[str]]:
-    """Name words of the index grouped by length, cached per database and refreshed incrementally."""
+    """Name words of the index grouped by length, cached per database and refreshed incrementally.
+
+    Shared by the service's reader threads; words purged from the index may linger in the cache
+    until restart, which only costs a typo candidate that matches nothing.
+    """
     key = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "") or str(id(db))
-    last, by_length = _VOCAB_CACHE.get(key, (0, {}))
-    rows = db.execute("SELECT id, token FROM vocab WHERE id > ? ORDER BY id", (last,)).fetchall()
-    if rows:
-        for _, token in rows:
-            by_length.setdefault(len(token), []).append(token)
-        last = rows[-1][0]
-        _VOCAB_CACHE[key] = (last, by_length)
-    return by_length
+    with _VOCAB_LOCK:
+        last, by_length = _VOCAB_CACHE.get(key, (0, {}))
+        rows = db.execute("SELECT id, token FROM vocab WHERE id > ? ORDER BY id", (last,)).fetchall()
+        if rows:
+            grown = {n: list(words) for n, words in by_length.items()}
+            for _, token in rows:
+                grown.setdefault(len(token), []).append(token)
+            by_length = grown
+            _VOCAB_CACHE[key] = (rows[-1][0], by_length)
+        return by_length

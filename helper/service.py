@@ -1,0 +1,209 @@
+"""``sidep-helper serve``: the API on the loopback, folder watching, daily purge, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from helper import __version__
+from helper.api import CTX, make_app, purge_due
+from helper.audit import Audit
+from helper.config import Settings, write_default
+from helper.store import Store, secure_dir
+from helper.token import read_or_create, token_path
+
+log = logging.getLogger("sidep_helper")
+PURGE_EVERY_SECONDS = 24 * 3600
+
+
+class PortBusy(Exception):
+    pass
+
+
+def bind_loopback(port: int) -> list[socket.socket]:
+    """Listening sockets on 127.0.0.1 and, where the system has it, ::1. Never another address."""
+    sockets: list[socket.socket] = []
+    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            if os.name == "nt":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES, getattr(errno, "WSAEADDRINUSE", -1)):
+                for s in sockets:
+                    s.close()
+                raise PortBusy(port) from exc
+            if family == socket.AF_INET:
+                raise
+            continue  # no IPv6 loopback here: 127.0.0.1 alone
+        sockets.append(sock)
+    return sockets
+
+
+def port_busy_message(port: int, settings: Settings) -> str:
+    return (
+        f"Le port {port} est déjà utilisé par un autre programme (ou par un sidep-helper déjà lancé).\n"
+        f"Pour utiliser un autre port : réglez « port = NNNNN » dans {settings.config_file}\n"
+        f"ou lancez « sidep-helper serve --port NNNNN », puis indiquez la même adresse dans l'extension."
+    )
+
+
+def setup_logging(settings: Settings) -> Path:
+    """Plain logs for IT (never patient data): a rotating file in the data folder, and stderr."""
+    folder = secure_dir(settings.data_dir / "logs")
+    path = folder / "sidep-helper.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("sidep_helper")
+    root.handlers[:] = [handler, console]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    access = logging.getLogger("aiohttp.access")
+    access.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    if os.name == "posix" and path.exists():
+        os.chmod(path, 0o600)
+    return path
+
+
+def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) -> int:
+    """Run the service until SIGTERM/SIGINT. Returns the process exit code."""
+    created = write_default(settings.config_file)
+    log_path = setup_logging(settings)
+    try:
+        sockets = bind_loopback(settings.port)
+    except PortBusy:
+        print(port_busy_message(settings.port, settings), file=sys.stderr)
+        return 3
+    token = read_or_create(settings.data_dir)
+    audit = Audit(settings.data_dir)
+    Store(settings.data_dir).close()  # create the index (schema, permissions) before anything reads it
+
+    watcher = None
+    if watch:
+        from helper.watch import Watcher
+
+        watcher = Watcher(settings, watch_folders)
+
+    def current_token() -> str:
+        # Re-read on change so that « sidep-helper token --rotate » applies without a restart.
+        return _TokenCache.get(settings.data_dir, token)
+
+    app = make_app(settings, current_token, audit=audit, watcher=watcher)
+    app.on_startup.append(_start_background)
+    app.on_shutdown.append(_stop_background)
+    app["watcher"] = watcher
+
+    addresses = ", ".join(f"http://{_fmt(s.getsockname())}" for s in sockets)
+    log.info("sidep-helper %s en service sur %s (journal : %s)", __version__, addresses, log_path)
+    if created:
+        log.info("fichier de configuration créé avec les valeurs par défaut : %s", settings.config_file)
+    web.run_app(
+        app,
+        sock=sockets,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=10,
+        access_log_class=_NoQueryAccessLogger,
+    )
+    log.info("sidep-helper arrêté proprement")
+    return 0
+
+
+def _fmt(name: tuple) -> str:  # type: ignore[type-arg]
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _TokenCache:
+    """Token file re-read when its modification time changes."""
+
+    _seen: tuple[float, str] | None = None
+
+    @classmethod
+    def get(cls, data_dir: Path, fallback: str) -> str:
+        path = token_path(data_dir)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return fallback
+        if cls._seen is None or cls._seen[0] != mtime:
+            try:
+                cls._seen = (mtime, path.read_text(encoding="ascii").strip())
+            except OSError:
+                return fallback
+        return cls._seen[1]
+
+
+async def _start_background(app: web.Application) -> None:
+    watcher = app["watcher"]
+    if watcher is not None:
+        await asyncio.get_running_loop().run_in_executor(None, watcher.start)
+    app["purge_task"] = asyncio.create_task(_purge_daily(app))
+
+
+async def _stop_background(app: web.Application) -> None:
+    task = app.get("purge_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    watcher = app["watcher"]
+    if watcher is not None:
+        # Lets an ingest in progress commit its transaction before returning.
+        await asyncio.get_running_loop().run_in_executor(None, watcher.stop)
+
+
+async def _purge_daily(app: web.Application) -> None:
+    ctx = app[CTX]
+    while True:
+        try:
+            ids = await ctx.write(lambda s: purge_due(s, ctx.audit, ctx.settings.retention_days))
+            if ids:
+                log.info("purge : %d certificat(s) supprimé(s) (durée de conservation %d jours)",
+                         len(ids), ctx.settings.retention_days)
+        except Exception:  # noqa: BLE001 - a failed purge is logged and retried tomorrow
+            log.exception("échec de la purge quotidienne")
+        await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+try:
+    from aiohttp.web_log import AccessLogger
+except ImportError:  # pragma: no cover
+    AccessLogger = object  # type: ignore[misc,assignment]
+
+
+class _NoQueryAccessLogger(AccessLogger):  # type: ignore[misc,valid-type]
+    """Access log lines with the path only: query strings carry patient names and dates."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        try:
+            self.logger.info(
+                '%s "%s %s" %s %.1f ms',
+                request.remote, request.method, request.path, response.status, time * 1000,
+            )
+        except Exception:  # noqa: BLE001
+            self.logger.exception("journal d'accès")
