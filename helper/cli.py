@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,9 +134,17 @@ def _open_readonly(settings: Settings) -> Any:
     from helper.store import Store
 
     try:
-        return Store(settings.data_dir, readonly=True)
-    except FileNotFoundError:
+        store = Store(settings.data_dir, readonly=True)
+    except (FileNotFoundError, sqlite3.DatabaseError):
         return None
+    try:
+        ready = store.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'certificates'").fetchone()
+    except sqlite3.DatabaseError:
+        ready = None
+    if not ready:  # a first ingest stopped before it created the tables: an empty index
+        store.close()
+        return None
+    return store
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -276,7 +276,10 @@ def parse(raw: bytes, *, headers: dict[str, str] | None = None, body_at: int | N
         raise MimeError("too_large", f"{len(raw)} octets > {MAX_MESSAGE_BYTES}")
     if headers is None or body_at is None:
         headers, body_at = split_headers(raw)
-    return _entity(raw, headers, body_at, len(raw), 0, _Counter())
+    root = _entity(raw, headers, body_at, len(raw), 0, _Counter())
+    if _HEADER_END.search(raw) is None:
+        root.truncated = True  # cut inside its headers: no body at all
+    return root
 
 
 def _entity(raw: bytes, headers: dict[str, str], start: int, end: int, depth: int, counter: _Counter) -> Part:
@@ -333,6 +336,8 @@ def _split_multipart(
             break
     if not positions or not positions[-1][2]:
         part.truncated = True
+    if not positions:
+        return
     for (_, body_start, closing), nxt in zip(positions, positions[1:] + [(end, end, True)], strict=True):
         if closing:
             break

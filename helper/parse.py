@@ -25,6 +25,15 @@ from helper.text import (
 )
 
 PDF_MAGIC = b"%PDF-"
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def _looks_like_mail(raw: bytes) -> bool:
+    start = 0
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        start = len(raw) if nl < 0 else nl + 1
+    return _HEADER_LINE.match(raw, start) is not None
 _RFC822 = re.compile(rb"message/rfc822", re.I)
 
 
@@ -83,6 +92,9 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     forwards as a ``message/rfc822`` attachment. A message with none gives a single
     ``ignored`` outcome; an unreadable one a single ``quarantined`` outcome.
     """
+    if not _looks_like_mail(raw):
+        return [Outcome("quarantined", reason="not_a_message",
+                        detail="le fichier ne commence pas par des en-têtes de courriel")]
     try:
         headers, body_at = split_headers(raw)
         subject = decode_rfc2047(headers.get("subject", ""))
@@ -306,11 +318,13 @@ def _mail_date(value: str) -> str | None:
 
 # --- bare PDFs saved from the webmail --------------------------------------------------------------
 
-def certificate_from_pdf(file_name: str, data: bytes, text: str | None) -> Outcome:
+def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created: str | None = None) -> Outcome:
     """A certificate PDF saved alone: identity from its file name, the rest from its text.
 
     ``text`` is the PDF's extracted text, or None when it could not be read within bounds;
-    the record is then made from the file name only, with a warning.
+    the record is then made from the file name only, with a warning. ``created`` (the PDF's
+    creation date, i.e. when SI-DEP produced it) stands for the integration date the PDF does not
+    print, so that a re-issue saved as a PDF is not taken for the older certificate.
     """
     m = sidep.FILENAME_RE.match(file_name)
     if not m:
@@ -338,6 +352,9 @@ def certificate_from_pdf(file_name: str, data: bytes, text: str | None) -> Outco
     fields.pop("finess", None)
     fields.pop("dossier", None)
     _fill_common(cert, fields)
+    if cert.integrated_at is None and created:
+        cert.integrated_at = created
+        cert.warnings.append("integrated_at_from_pdf_date")
     cert.attach_pdf(data)
     return Outcome("certificate", certificate=cert)
 

@@ -9,8 +9,10 @@ Run as ``python -m helper.pdftext`` with the PDF on standard input: prints the t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
 TIMEOUT_SECONDS = 10.0
 MEMORY_BYTES = 512 * 1024 * 1024
@@ -18,8 +20,20 @@ MAX_PAGES = 4
 MAX_PDF_BYTES = 20 * 1024 * 1024
 
 
+@dataclass
+class PdfInfo:
+    text: str
+    created: str | None  # the PDF's /CreationDate, ISO 8601 local time, when it has one
+
+
 def extract_text(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMORY_BYTES) -> str | None:
     """Text of the first pages of ``data``, or None if it cannot be read within the bounds."""
+    info = extract(data, timeout=timeout, memory=memory)
+    return info.text if info else None
+
+
+def extract(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMORY_BYTES) -> PdfInfo | None:
+    """Text and creation date of ``data``, or None if it cannot be read within the bounds."""
     if len(data) > MAX_PDF_BYTES:
         return None
     try:
@@ -34,7 +48,11 @@ def extract_text(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int =
         return None
     if proc.returncode != 0:
         return None
-    return proc.stdout.decode("utf-8", errors="replace")
+    try:
+        out = json.loads(proc.stdout.decode("utf-8", errors="replace"))
+        return PdfInfo(text=str(out["text"]), created=out.get("created"))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _child(memory: int) -> int:
@@ -56,7 +74,14 @@ def _child(memory: int) -> int:
             texts.append(page.extract_text() or "")
     except Exception:  # noqa: BLE001 - any pypdf failure means "unreadable"
         return 1
-    sys.stdout.write("\n".join(texts))
+    created = None
+    try:
+        when = reader.metadata.creation_date if reader.metadata else None
+        if when is not None:
+            created = when.replace(tzinfo=None).isoformat(timespec="seconds")  # wall-clock time, as SI-DEP wrote it
+    except Exception:  # noqa: BLE001 - a bad date is just no date
+        created = None
+    sys.stdout.write(json.dumps({"text": "\n".join(texts), "created": created}))
     return 0
 
 
