@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,11 @@ class Report:
     unchanged: int = 0
     elapsed: float = 0.0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    #: Messages cut short in a file still being written, or recent files that could not be opened
+    #: (``defer_partial_seconds``): not recorded, read again when the file changes or on the next run.
+    deferred: int = 0
+    #: The run was asked to stop (``should_stop``) before reading everything; what it read is committed.
+    stopped: bool = False
 
     def counts(self) -> dict[str, int]:
         return {"new": self.new, "duplicates": self.duplicates, "ignored": self.ignored, "quarantined": self.quarantined}
@@ -89,6 +94,9 @@ def process_item(item: Item) -> Result:
         detail = (item.data or b"").decode("utf-8", "replace")
         return Result(item, [Outcome("quarantined", reason="unreadable", detail=detail)])
     try:
+        if item.kind == PDF and not _certificate_pdf_name(item.path):
+            # Any other PDF (an invoice in Downloads) is not even read, however big.
+            return Result(item, [Outcome("ignored")])
         data = item.data
         if data is None:
             with open(item.path, "rb") as fh:
@@ -112,15 +120,20 @@ def process_item(item: Item) -> Result:
     return Result(item, outcomes)
 
 
-def _pdf_outcome(path: str, data: bytes) -> Outcome:
+def _certificate_pdf_name(path: str) -> bool:
     from helper import sidep
-    from helper.pdftext import extract_text
+
+    return sidep.FILENAME_RE.match(os.path.basename(path)) is not None
+
+
+def _pdf_outcome(path: str, data: bytes) -> Outcome:
+    from helper.pdftext import extract
 
     name = os.path.basename(path)
-    if not sidep.FILENAME_RE.match(name):
+    if not _certificate_pdf_name(path):
         return Outcome("ignored")
-    text = extract_text(data) if data.startswith(b"%PDF-") else None
-    return certificate_from_pdf(name, data, text)
+    info = extract(data) if data.startswith(b"%PDF-") else None
+    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None)
 
 
 # --- main side ---------------------------------------------------------------------------------
@@ -165,17 +178,51 @@ class Progress:
 
 
 class Ingester:
-    def __init__(self, store: Store, trusted: frozenset[str], *, workers: int | None = None) -> None:
+    """Reads files into the store.
+
+    ``start_method`` chooses how the worker pool is started (``multiprocessing`` start method);
+    by default ``fork`` where available. A caller with threads of its own (the folder watcher)
+    passes ``"spawn"``: forking a multi-threaded process is unsafe.
+    """
+
+    def __init__(
+        self, store: Store, trusted: frozenset[str], *, workers: int | None = None, start_method: str | None = None
+    ) -> None:
         self.store = store
         self.trusted = trusted
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.start_method = start_method
 
-    def run(self, paths: list[Path], *, progress: bool = True, source: str | None = None) -> Report:
+    def run(
+        self,
+        paths: list[Path],
+        *,
+        progress: bool = True,
+        source: str | None = None,
+        defer_partial_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Report:
+        """Read what is new or changed under ``paths`` and commit it.
+
+        ``defer_partial_seconds``: a message found cut short ("truncated") in a file modified less
+        than that many seconds ago is taken for a file still being written: it is neither
+        quarantined nor marked as read (for an mbox, only its last message qualifies), so the
+        next change or the next run reads it again. The same goes for a recent file that could
+        not be opened ("unreadable"). Without it (the command line), both are quarantined at once.
+
+        ``should_stop``: polled between messages; when it answers True the run commits what it
+        has read (an mbox keeps its resume offset) and returns early, with ``stopped`` set.
+        """
         started = time.monotonic()
         report = Report()
+        self._recheck_if_senders_changed()
         known = self.store.file_signatures()
         plan: list[tuple[Found, int]] = []  # (file, offset to read from)
+        seen: set[str] = set()
         for found in discover(paths, known):
+            if found.path in seen:  # overlapping paths (a file and its folder): read once
+                continue
+            seen.add(found.path)
             report.files += 1
             if known.get(found.path) == (found.size, found.mtime_ns):
                 report.unchanged += 1
@@ -187,10 +234,29 @@ class Ingester:
         items = self._items(plan)
         use_pool = self.workers > 1 and (len(plan) >= POOL_MIN_ITEMS or total_bytes > 20 * 1024 * 1024)
         results = self._parallel(items) if use_pool else self._inline(items)
-        self._store_results(results, plan, report, bar, source)
+        defer_before_ns = (
+            time.time_ns() - int(defer_partial_seconds * 1e9) if defer_partial_seconds is not None else None
+        )
+        try:
+            self._store_results(results, plan, report, bar, source, defer_before_ns, should_stop)
+        finally:
+            results.close()  # a run stopped early: end the worker pool and release the files now
         bar.finish()
         report.elapsed = time.monotonic() - started
         return report
+
+    def _recheck_if_senders_changed(self) -> None:
+        """When IT changes the trusted senders, files quarantined as ``untrusted_sender`` are read again."""
+        signature = ",".join(sorted(self.trusted))
+        previous = self.store.meta("trusted_senders")
+        if previous == signature:
+            return
+        with self.store.transaction():
+            if previous is not None:
+                self.store.db.execute(
+                    "DELETE FROM files WHERE path IN (SELECT path FROM quarantine WHERE reason = 'untrusted_sender')"
+                )
+            self.store.set_meta("trusted_senders", signature)
 
     def _resume_offset(self, found: Found, state: FileState | None) -> int:
         if found.kind != MBOX or state is None or state.offset <= 0 or found.size < state.offset:
@@ -213,33 +279,47 @@ class Ingester:
             else:
                 yield Item(found.path, found.kind, "", None, found.size)
 
-    def _inline(self, items: Iterable[Item]) -> Iterator[Result]:
+    def _inline(self, items: Iterable[Item]) -> Generator[Result, None, None]:
         _init_worker(str(self.store.blobs.root), self.trusted)
         for item in items:
             yield Result(item, []) if item.item == "end" else process_item(item)
 
-    def _parallel(self, items: Iterable[Item]) -> Iterator[Result]:
+    def _parallel(self, items: Iterable[Item]) -> Generator[Result, None, None]:
         import multiprocessing
 
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        method = self.start_method or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         ctx = multiprocessing.get_context(method)
-        with ctx.Pool(
-            self.workers, initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted)
-        ) as pool:
+        try:
+            pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted))
+        except (OSError, RuntimeError):  # no worker processes to be had: read in this process
+            yield from self._inline(items)
+            return
+        with pool:
             yield from pool.imap(_process_or_mark, items, chunksize=16)
 
     def _store_results(
-        self, results: Iterable[Result], plan: list[tuple[Found, int]], report: Report, bar: Progress, source: str | None
+        self,
+        results: Iterable[Result],
+        plan: list[tuple[Found, int]],
+        report: Report,
+        bar: Progress,
+        source: str | None,
+        defer_before_ns: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         found_by_path = {f.path: (f, off) for f, off in plan}
         cleared: set[str] = set()
         resume: dict[str, int] = {}  # mbox path → offset the next run starts from
+        unfinished: set[str] = set()  # mbox paths whose last message was deferred
         pending = 0
         last_commit = time.monotonic()
         store = self.store
         store.db.execute("BEGIN IMMEDIATE")
         try:
             for res in results:
+                if should_stop is not None and should_stop():
+                    report.stopped = True
+                    break
                 item = res.item
                 found, offset = found_by_path[item.path]
                 if item.path not in cleared:
@@ -247,36 +327,62 @@ class Ingester:
                     cleared.add(item.path)
                 if item.item == "end":
                     at = resume.pop(item.path, offset)
+                    size = IN_PROGRESS if item.path in unfinished else found.size
                     store.save_file_state(
-                        FileState(found.path, found.size, found.mtime_ns, found.kind, at, tail_fingerprint(found.path, at))
+                        FileState(found.path, size, found.mtime_ns, found.kind, at, tail_fingerprint(found.path, at))
                     )
+                    continue
+                cut = any(o.reason == "truncated" for o in res.outcomes)
+                # A whole file that could not be opened right after it changed is most likely still
+                # held by its writer or a virus scanner (Windows): retried too, not quarantined.
+                busy = found.kind != MBOX and any(o.reason == "unreadable" for o in res.outcomes)
+                start = int(item.item[1:]) if found.kind == MBOX and item.item.startswith("@") else 0
+                if (cut or busy) and self._still_written(found, start + item.size, defer_before_ns):
+                    # Not recorded at all: read again when the file changes, or by the next run.
+                    report.deferred += 1
+                    bar.advance(item.size)
+                    if found.kind == MBOX:
+                        resume[item.path] = start
+                        unfinished.add(item.path)
                     continue
                 self._record(res, source or _source_name(found.kind), report)
                 bar.advance(item.size)
                 pending += 1
                 if found.kind == MBOX:
                     # A message cut short (a mailbox still being written) is read again next time;
-                    # any other message is done with.
-                    start = int(item.item[1:])
-                    cut = any(o.reason == "truncated" for o in res.outcomes)
-                    resume[item.path] = start if cut else start + item.size
+                    # any other message is done with. After a deferred message (the file grew while
+                    # being read), the next run starts again from that one.
+                    if item.path not in unfinished:
+                        resume[item.path] = start if cut else start + item.size
                 else:
                     store.save_file_state(FileState(found.path, found.size, found.mtime_ns, found.kind))
                 if pending >= COMMIT_EVERY_ITEMS or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
-                    for path, at in resume.items():
-                        f, _ = found_by_path[path]
-                        store.save_file_state(
-                            FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, at, tail_fingerprint(f.path, at))
-                        )
+                    self._save_resume_points(resume, found_by_path)
                     store.commit()
                     pending = 0
                     last_commit = time.monotonic()
+            if report.stopped:
+                self._save_resume_points(resume, found_by_path)
             if plan:
                 store.set_meta("last_ingest", _now())
             store.db.execute("COMMIT")
         except BaseException:
             store.db.execute("ROLLBACK")
             raise
+
+    def _save_resume_points(self, resume: dict[str, int], found_by_path: dict[str, tuple[Found, int]]) -> None:
+        """Record how far each mbox being read has been read, as not finished (next run resumes there)."""
+        for path, at in resume.items():
+            f, _ = found_by_path[path]
+            self.store.save_file_state(FileState(f.path, IN_PROGRESS, f.mtime_ns, f.kind, at, tail_fingerprint(f.path, at)))
+
+    @staticmethod
+    def _still_written(found: Found, end: int, defer_before_ns: int | None) -> bool:
+        """True for a cut message that may just not be fully written yet: its file changed recently,
+        and for an mbox it is the last message (one in the middle is damaged for good)."""
+        if defer_before_ns is None or found.mtime_ns < defer_before_ns:
+            return False
+        return found.kind != MBOX or end >= found.size
 
     def _record(self, res: Result, source: str, report: Report) -> None:
         item = res.item
