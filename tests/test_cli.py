@@ -104,3 +104,53 @@ def test_pdf_text_reading_is_bounded_in_time_and_memory() -> None:
     assert extract_text(pdf, timeout=0.001) is None  # over the time bound: not read
     assert extract_text(pdf, memory=16 * 1024 * 1024) is None  # over the memory bound: not read
     assert extract_text(b"%PDF-1.4 garbage") is None
+
+
+def test_config_command_shows_file_and_settings_in_force(cli: Cli) -> None:
+    before = cli.json("config")
+    assert before["config_exists"] is False
+    assert before["port"] == 51789 and before["retention_days"] == 90
+    assert before["trusted_senders"] == ["noreply.sidep@enovacom.easycrypt.fr"]
+    from helper.config import DEFAULT_CONFIG, write_default
+
+    assert write_default(cli.home / "config.toml") is True
+    text = (cli.home / "config.toml").read_text(encoding="utf-8")
+    assert text == DEFAULT_CONFIG and "# port = 51789" in text  # every default, commented
+    assert (cli.home / "config.toml").stat().st_mode & 0o777 == 0o600
+    assert cli.json("config")["config_exists"] is True  # the commented file changes nothing
+    (cli.home / "config.toml").write_text('port = 50123\nretention_days = 30\n[sites]\n"750712184" = "Lilas"\n')
+    after = cli.json("config")
+    assert (after["port"], after["retention_days"], after["sites"]) == (50123, 30, {"750712184": "Lilas"})
+    human = cli.run("config").stdout
+    assert f"Fichier de configuration : {cli.home / 'config.toml'}" in human
+
+
+def test_unknown_setting_is_named(cli: Cli) -> None:
+    cli.home.mkdir(parents=True)
+    (cli.home / "config.toml").write_text("prot = 1234\n")
+    proc = cli.run("config", check=False)
+    assert proc.returncode == 2 and "prot" in proc.stderr
+
+
+def test_token_is_private_stable_and_rotates(cli: Cli) -> None:
+    first = cli.run("token").stdout.strip()
+    assert len(first) >= 43
+    assert cli.run("token").stdout.strip() == first
+    assert (cli.home / "token").stat().st_mode & 0o777 == 0o600
+    rotated = cli.run("token", "--rotate")
+    new = rotated.stdout.strip()
+    assert new != first and "Nouveau jeton" in rotated.stderr
+    assert cli.run("token").stdout.strip() == new
+    assert ",token_rotated," in cli.run("audit", "export").stdout
+
+
+def test_audit_export_to_a_file_since_a_date(cli: Cli, tmp_path: Path) -> None:
+    cli.run("token", "--rotate")
+    out = tmp_path / "audit.csv"
+    proc = cli.run("audit", "export", "--since", "2000-01-01", "--output", out)
+    assert proc.returncode == 0
+    assert out.read_text().startswith("horodatage,action,certificats,origine,detail\n")
+    assert out.stat().st_mode & 0o777 == 0o600
+    future = cli.run("audit", "export", "--since", "2999-01-01").stdout
+    assert future.strip() == "horodatage,action,certificats,origine,detail"
+    assert cli.run("audit", "export", "--since", "hier", check=False).returncode == 2
