@@ -233,14 +233,22 @@ def _cert_id(request: web.Request) -> int | None:
 NOT_FOUND = "Certificat introuvable (il a peut-être été purgé)."
 
 
-async def get_certificate(request: web.Request) -> web.Response:
+async def _certificate_answer(
+    request: web.Request, run: Callable[[Store, int], dict[str, Any] | None], action: str, *, write: bool
+) -> web.Response:
+    """Run ``run(store, id)`` for the certificate named in the path, audit it, answer the certificate."""
     ctx = request.app[CTX]
     cert_id = _cert_id(request)
-    cert = await ctx.read(lambda s: s.get(cert_id)) if cert_id is not None else None
-    if cert is None:
+    call = ctx.write if write else ctx.read
+    cert = await call(lambda s: run(s, cert_id)) if cert_id is not None else None
+    if cert is None or cert_id is None:
         return error(404, "not_found", NOT_FOUND)
-    ctx.audit.record("view", [cert["id"]], _client(request))
+    ctx.audit.record(action, [cert_id], _client(request))
     return web.json_response(_with_site(ctx.settings, cert))
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    return await _certificate_answer(request, lambda s, i: s.get(i), "view", write=False)
 
 
 async def get_pdf(request: web.Request) -> web.Response:
@@ -305,31 +313,20 @@ def _print(printing: Any, data: bytes, printer: str, cert_id: int) -> tuple[str,
 
 
 async def mark_delivered(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
     body = await _json_body(request)
     if isinstance(body, web.Response):
         return body
     initials = body.get("initials")
-    if initials is not None and (not isinstance(initials, str) or len(initials) > 12 or set(body) - {"initials"}):
-        return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
     if set(body) - {"initials"}:
         return error(400, "bad_parameter", "Champ inconnu dans la requête.")
-    cert_id = _cert_id(request)
-    cert = await ctx.write(lambda s: s.mark_delivered(cert_id, (initials or "").strip() or None)) if cert_id else None
-    if cert is None:
-        return error(404, "not_found", NOT_FOUND)
-    ctx.audit.record("delivered", [cert["id"]], _client(request))
-    return web.json_response(_with_site(ctx.settings, cert))
+    if initials is not None and (not isinstance(initials, str) or len(initials) > 12):
+        return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
+    who = (initials or "").strip() or None
+    return await _certificate_answer(request, lambda s, i: s.mark_delivered(i, who), "delivered", write=True)
 
 
 async def undo_delivered(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    cert_id = _cert_id(request)
-    cert = await ctx.write(lambda s: s.undo_delivered(cert_id)) if cert_id else None
-    if cert is None:
-        return error(404, "not_found", NOT_FOUND)
-    ctx.audit.record("undelivered", [cert["id"]], _client(request))
-    return web.json_response(_with_site(ctx.settings, cert))
+    return await _certificate_answer(request, lambda s, i: s.undo_delivered(i), "undelivered", write=True)
 
 
 async def ingest_message(request: web.Request) -> web.Response:

@@ -68,14 +68,7 @@ def _walk(root: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
     while stack:
         folder = stack.pop()
         maildir = _is_maildir(folder)
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
+        for entry in _visible_entries(folder):
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if maildir and entry.name in ("cur", "new"):
@@ -93,15 +86,17 @@ def _walk(root: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
                 continue
 
 
-def _maildir_files(folder: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
+def _visible_entries(folder: str) -> list[os.DirEntry[str]]:
+    """Entries of ``folder`` in name order, hidden ones left out; none if it cannot be read."""
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
+        return []
+
+
+def _maildir_files(folder: str, known: Mapping[str, tuple[int, int]]) -> Iterator[Found]:
+    for entry in _visible_entries(folder):
         signature = known.get(entry.path)
         if signature is not None:
             yield Found(entry.path, MAILDIR, signature[0], signature[1])
