@@ -185,7 +185,7 @@ class Store:
         if readonly:
             if not db_path.exists():
                 raise FileNotFoundError(db_path)
-            self.db = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+            self.db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         else:
             secure_dir(data_dir)
             secure_dir(data_dir / "pdf")

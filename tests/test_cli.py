@@ -154,3 +154,14 @@ def test_audit_export_to_a_file_since_a_date(cli: Cli, tmp_path: Path) -> None:
     future = cli.run("audit", "export", "--since", "2999-01-01").stdout
     assert future.strip() == "horodatage,action,certificats,origine,detail"
     assert cli.run("audit", "export", "--since", "hier", check=False).returncode == 2
+
+
+def test_relative_data_dir(tmp_path: Path) -> None:
+    spec = mailgen.random_spec(random.Random(6))
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(spec)])
+    env = Cli(tmp_path / "unused").env()
+    for args in (["ingest", "eml", "--json"], ["search", "--json", spec.dossier], ["status", "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "helper", "--data-dir", "donnees", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+    assert '"total": 1' in proc.stdout or '"certificates": 1' in proc.stdout
