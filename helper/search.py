@@ -33,6 +33,8 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
 TYPO_ONE_EDIT = 4
 TYPO_TWO_EDITS = 8
+LONGEST_INDEXED_PREFIX = 6  # the FTS table's largest prefix index (store.SCHEMA)
+MAX_PREFIX_EXPANSION = 64
 
 _DATE_TERM = re.compile(r"^(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}|\d{4}-\d{2}-\d{2})$")
 _INS_PIECE = re.compile(r"^(\d+|2[AaBb]|\d*2[AaBb]\d*)$")
@@ -131,7 +133,7 @@ class Searcher:
         total = 0
         if query.names:
             exact = " AND ".join(constraints + [f"names:{_quote(t)}" for t in query.names])
-            prefix = " AND ".join(constraints + [f"names:{_quote(t)}*" for t in query.names])
+            prefix = " AND ".join(constraints + [self._prefix(t) for t in query.names])
             total = self._count(prefix)
             if total:
                 hits = self._ids(exact, limit, "exact")
@@ -157,6 +159,25 @@ class Searcher:
         if site_key:
             parts.append(f"site:{_quote(site_key)}")
         return parts
+
+    def _prefix(self, term: str) -> str:
+        """``names:"term"*`` — or, past the indexed prefix lengths, the explicit words it stands for.
+
+        FTS5 answers prefixes of up to 6 letters from its prefix indexes; a longer one would make
+        it merge every matching word's list in full before stopping at LIMIT. Our vocabulary
+        turns ``lambert*`` into ``(lambert OR lamberti …)``, which FTS5 merges lazily.
+        """
+        if len(term) > LONGEST_INDEXED_PREFIX:
+            words = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT token FROM vocab WHERE token >= ? AND token < ? LIMIT ?",
+                    (term, term + "\x7f", MAX_PREFIX_EXPANSION + 1),
+                )
+            ]
+            if 0 < len(words) <= MAX_PREFIX_EXPANSION:
+                return "names:(" + " OR ".join(_quote(w) for w in words) + ")"
+        return f"names:{_quote(term)}*"
 
     _undelivered = False
     _JOIN = " JOIN certificates c ON c.id = f.rowid AND c.delivered_at IS NULL"

@@ -28,7 +28,7 @@ from helper.parse import Certificate
 from helper.text import name_tokens
 
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ID_SHIFT = 16  # ids per sampling minute
 TYPO_MIN_TOKEN = 3
 
@@ -71,7 +71,7 @@ CREATE INDEX IF NOT EXISTS certificates_site_dossier ON certificates (site_fines
 CREATE INDEX IF NOT EXISTS certificates_pdf ON certificates (pdf_sha256);
 CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
     names, site, dossier, birth, ins,
-    tokenize = 'ascii', prefix = '2 3 4', detail = 'column'
+    tokenize = 'ascii', prefix = '2 3 4 5 6', detail = 'column'
 );
 CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS files (
