@@ -738,7 +738,8 @@ def main() -> int:
     try:
         install_packages()
         if "--install" in sys.argv[1:]:
-            print(f"Roundcube/Dovecot installed ({time.monotonic() - started:.1f} s)")
+            ensure_chromium()
+            print(f"Roundcube/Dovecot/Chromium installed ({time.monotonic() - started:.1f} s)")
             return 0
         wm = ensure_roundcube()
     except RoundcubeSetupError as exc:
