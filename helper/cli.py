@@ -131,7 +131,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _open_readonly(settings: Settings) -> Any:
-    from helper.store import Store
+    from helper.store import SCHEMA_VERSION, Store
 
     try:
         store = Store(settings.data_dir, readonly=True)
@@ -144,6 +144,10 @@ def _open_readonly(settings: Settings) -> Any:
     if not ready:  # a first ingest stopped before it created the tables: an empty index
         store.close()
         return None
+    if (store.meta("schema_version") or "0") != str(SCHEMA_VERSION):
+        store.close()  # written by an earlier version: bring it up to date once, then read
+        Store(settings.data_dir).close()
+        store = Store(settings.data_dir, readonly=True)
     return store
 
 

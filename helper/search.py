@@ -22,9 +22,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from rapidfuzz import process
-from rapidfuzz.distance import OSA
-
 from helper.identifiers import looks_like_ins, normalize_finess
 from helper.store import TYPO_MIN_TOKEN, dossier_key, public
 from helper.text import parse_date, words
@@ -163,10 +160,14 @@ class Searcher:
     def _prefix(self, term: str) -> str:
         """``names:"term"*`` — or, past the indexed prefix lengths, the explicit words it stands for.
 
-        FTS5 answers prefixes of up to 6 letters from its prefix indexes; a longer one would make
+        FTS5 answers prefixes of 2 to 6 letters from its prefix indexes; a longer one would make
         it merge every matching word's list in full before stopping at LIMIT. Our vocabulary
-        turns ``lambert*`` into ``(lambert OR lamberti …)``, which FTS5 merges lazily.
+        turns ``lambert*`` into ``(lambert OR lamberti …)``, which FTS5 merges lazily. A
+        one-letter word (the d of d'Almeida, an initial) is matched whole: as a prefix it would
+        mean every word with that letter, which no prefix index covers.
         """
+        if len(term) == 1:
+            return f"names:{_quote(term)}"
         if len(term) > LONGEST_INDEXED_PREFIX:
             words = [
                 r[0]
@@ -259,6 +260,9 @@ class Searcher:
         choices: list[str] = []
         for n in range(max(TYPO_MIN_TOKEN, len(term) - max_edits), len(term) + max_edits + 1):
             choices.extend(by_length.get(n, ()))
+        from rapidfuzz import process  # only the typo fallback needs it
+        from rapidfuzz.distance import OSA
+
         found = process.extract(term, choices, scorer=OSA.distance, score_cutoff=max_edits, limit=None)
         return {token: int(d) for token, d, _ in found if d > 0}
 

@@ -22,15 +22,22 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from helper.parse import Certificate
 from helper.text import name_tokens
+
+if TYPE_CHECKING:  # the parser is not needed to read the index (keeps `search` start-up light)
+    from helper.parse import Certificate
 
 DB_NAME = "index.sqlite3"
 SCHEMA_VERSION = 2
 ID_SHIFT = 16  # ids per sampling minute
 TYPO_MIN_TOKEN = 3
+
+_FTS_TABLE = """CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
+    names, site, dossier, birth, ins,
+    tokenize = 'ascii', prefix = '2 3 4 5 6', detail = 'column'
+);"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -69,10 +76,7 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 CREATE INDEX IF NOT EXISTS certificates_site_dossier ON certificates (site_finess, dossier);
 CREATE INDEX IF NOT EXISTS certificates_pdf ON certificates (pdf_sha256);
-CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
-    names, site, dossier, birth, ins,
-    tokenize = 'ascii', prefix = '2 3 4 5 6', detail = 'column'
-);
+""" + _FTS_TABLE + """
 CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,
@@ -208,6 +212,35 @@ class Store:
         self.db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        found = int(self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if found < SCHEMA_VERSION:
+            self._migrate(found)
+
+    def _migrate(self, found: int) -> None:
+        """Bring an index written by an older version up to date, in one transaction."""
+        with self.transaction():
+            if found < 2:
+                # v2: hand-over columns; prefix indexes up to 6 letters (the FTS table is rebuilt).
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(certificates)")}
+                for column, decl in (("printed_at", "TEXT"), ("print_count", "INTEGER NOT NULL DEFAULT 0"),
+                                     ("delivered_at", "TEXT"), ("delivered_by", "TEXT")):
+                    if column not in have:
+                        self.db.execute(f"ALTER TABLE certificates ADD COLUMN {column} {decl}")
+                self.db.execute("ALTER TABLE certificates_fts RENAME TO certificates_fts_old")
+                self.db.execute(_FTS_TABLE)
+                self.db.execute(
+                    "INSERT INTO certificates_fts (rowid, names, site, dossier, birth, ins) "
+                    "SELECT rowid, names, site, dossier, birth, ins FROM certificates_fts_old"
+                )
+                self.db.execute("DROP TABLE certificates_fts_old")
+                # Early v1 indexes kept the typo vocabulary without ids, plus a deletion table.
+                if "id" not in {r[1] for r in self.db.execute("PRAGMA table_info(vocab)")}:
+                    self.db.execute("ALTER TABLE vocab RENAME TO vocab_old")
+                    self.db.execute("CREATE TABLE vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE)")
+                    self.db.execute("INSERT INTO vocab (token) SELECT token FROM vocab_old")
+                    self.db.execute("DROP TABLE vocab_old")
+                self.db.execute("DROP TABLE IF EXISTS vocab_deletes")
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()

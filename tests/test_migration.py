@@ -1,0 +1,54 @@
+"""An index written by an earlier version opens, is brought up to date, and keeps its certificates."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import mailgen
+from conftest import Cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def old_store_source(commit: str) -> str:
+    return subprocess.run(["git", "show", f"{commit}:helper/store.py"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> None:
+    # Build an index with the first version's schema (commit 90d17ef: no hand-over columns,
+    # prefix indexes 2-4, vocabulary without ids) by running that version's SQL.
+    source = old_store_source("90d17ef")
+    schema = source.split('SCHEMA = """', 1)[1].split('"""', 1)[0]
+    cli.home.mkdir(parents=True)
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    db.executescript(schema)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    spec = mailgen.random_spec(random.Random(1), last_name="LEFÈVRE", first_name="Émilie")
+    db.execute(
+        "INSERT INTO certificates (id, kind, site_finess, dossier, last_name, first_name, outcome, source, added_at) "
+        "VALUES (7, 'sidep-certificate', ?, ?, 'LEFÈVRE', 'Émilie', 'negative', 'eml', '2026-01-01T00:00:00')",
+        (spec.finess, spec.dossier),
+    )
+    db.execute("INSERT INTO certificates_fts (rowid, names, site, dossier, birth, ins) VALUES "
+               "(7, 'lefevre emilie', ?, ?, '', '')", (spec.finess.lower(), spec.dossier.lower()))
+    db.execute("INSERT INTO vocab (token) VALUES ('lefevre'), ('emilie')")
+    db.commit()
+    db.close()
+
+    found = cli.search("lefevre emi")
+    assert found["total"] == 1 and found["results"][0]["id"] == 7
+    assert found["results"][0]["delivered_at"] is None and found["results"][0]["print_count"] == 0
+    assert cli.search("lefebvre")["results"][0]["match"] == "typo"  # vocabulary carried over
+    # New certificates go into the migrated index.
+    other = mailgen.random_spec(random.Random(2))
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(other)])
+    assert cli.ingest(tmp_path / "eml")["new"] == 1
+    assert cli.search(other.dossier)["total"] == 1
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert "prefix = '2 3 4 5 6'" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'certificates_fts'").fetchone()[0]
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'vocab_deletes'").fetchone()[0] == 0
