@@ -156,7 +156,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     store = _open_readonly(settings)
     if store is None:
-        result: dict[str, Any] = {"results": [], "total": 0}
+        result: dict[str, Any] = {"results": [], "total": 0, "total_exact": True}
     else:
         try:
             result = Searcher(store.db).search(" ".join(args.query), site=args.site, limit=args.limit)
@@ -172,7 +172,9 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print(format_line(cert))
     shown = len(result["results"])
     if result["total"] > shown:
-        print(f"… {result['total'] - shown} autre(s) résultat(s) : précisez la recherche ou utilisez --limit.")
+        more = result["total"] - shown
+        count = f"{more} autre(s)" if result["total_exact"] else f"plus de {more} autres"
+        print(f"… {count} résultat(s) : précisez la recherche (prénom, date de naissance) ou utilisez --limit.")
     return 0
 
 

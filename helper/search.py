@@ -32,6 +32,7 @@ TYPO_ONE_EDIT = 4
 TYPO_TWO_EDITS = 8
 LONGEST_INDEXED_PREFIX = 6  # the FTS table's largest prefix index (store.SCHEMA)
 MAX_PREFIX_EXPANSION = 64
+COUNT_CAP = 1000
 
 _DATE_TERM = re.compile(r"^(\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}|\d{4}-\d{2}-\d{2})$")
 _INS_PIECE = re.compile(r"^(\d+|2[AaBb]|\d*2[AaBb]\d*)$")
@@ -115,7 +116,12 @@ class Searcher:
     def search(
         self, text: str, *, site: str | None = None, limit: int = DEFAULT_LIMIT, to_deliver: bool = False
     ) -> dict[str, Any]:
-        """``{"results": [...], "total": N}`` for a query typed by the user.
+        """``{"results": [...], "total": N, "total_exact": bool}`` for a query typed by the user.
+
+        ``total`` counts every match, beyond the page, up to ``COUNT_CAP``: past that it is
+        ``COUNT_CAP`` with ``total_exact`` false ("plus de 1000"). Counting every one of the
+        30,000 MARTIN of a 1M-certificate index would cost more than the search itself, for a
+        figure no one pages through.
 
         ``to_deliver`` keeps only certificates not yet handed over to the patient.
         """
@@ -143,7 +149,7 @@ class Searcher:
             expr = " AND ".join(constraints)
             total = self._count(expr)
             hits = self._ids(expr, limit, "exact") if total else []
-        return {"results": self._rows(hits[:limit]), "total": total}
+        return self._answer(hits[:limit], total)
 
     def _constraints(self, query: Query, site_key: str | None) -> list[str]:
         parts = [f"dossier:{_quote(d)}" for d in query.dossiers]
@@ -184,9 +190,12 @@ class Searcher:
     _JOIN = " JOIN certificates c ON c.id = f.rowid AND c.delivered_at IS NULL"
 
     def _count(self, expr: str) -> int:
+        """Matches of ``expr``, counted up to COUNT_CAP + 1 (enough to tell "more than the cap")."""
         join = self._JOIN if self._undelivered else ""
         return self.db.execute(
-            f"SELECT count(*) FROM certificates_fts f{join} WHERE certificates_fts MATCH ?", (expr,)
+            f"SELECT count(*) FROM (SELECT 1 FROM certificates_fts f{join} WHERE certificates_fts MATCH ? "
+            f"LIMIT {COUNT_CAP + 1})",
+            (expr,),
         ).fetchone()[0]
 
     def _ids(self, expr: str, limit: int, match: str) -> list[Hit]:
@@ -217,14 +226,19 @@ class Searcher:
     def _recent(self, site_key: str | None, limit: int) -> dict[str, Any]:
         if site_key:
             expr = f"site:{_quote(site_key)}"
-            return {"results": self._rows(self._ids(expr, limit, "recent")), "total": self._count(expr)}
+            return self._answer(self._ids(expr, limit, "recent"), self._count(expr))
         where = " WHERE delivered_at IS NULL" if self._undelivered else ""
         ids = [
             Hit(r[0], "recent")
             for r in self.db.execute(f"SELECT id FROM certificates{where} ORDER BY id DESC LIMIT ?", (limit,))
         ]
-        total = self.db.execute(f"SELECT count(*) FROM certificates{where}").fetchone()[0]
-        return {"results": self._rows(ids), "total": total}
+        total = self.db.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM certificates{where} LIMIT {COUNT_CAP + 1})"
+        ).fetchone()[0]
+        return self._answer(ids, total)
+
+    def _answer(self, hits: list[Hit], total: int) -> dict[str, Any]:
+        return {"results": self._rows(hits), "total": min(total, COUNT_CAP), "total_exact": total <= COUNT_CAP}
 
     # --- typo fallback ------------------------------------------------------------------------
 

@@ -243,5 +243,24 @@ def test_human_output_shows_identity_traits_together(desk) -> None:
 
 def test_search_before_any_ingest(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "empty")
-    assert cli.search("martin") == {"results": [], "total": 0}
+    assert cli.search("martin") == {"results": [], "total": 0, "total_exact": True}
     assert cli.status()["certificates"] == 0
+
+
+def test_total_is_counted_up_to_a_thousand(tmp_path: Path) -> None:
+    from helper.parse import Certificate
+    from helper.store import Store
+
+    store = Store(tmp_path / "big")
+    with store.transaction():
+        for i in range(1005):
+            store.add(Certificate(site_finess=SITE_A, dossier=f"99{i:06d}", last_name="MARTIN", first_name="Paul",
+                                  sampled_at=f"2021-10-{1 + i % 28:02d}T10:00:00", outcome="negative"), "test", None)
+    store.close()
+    cli = Cli(tmp_path / "big")
+    many = cli.search("martin")
+    assert (many["total"], many["total_exact"], len(many["results"])) == (1000, False, 20)
+    few = cli.search("martin 99000007")
+    assert (few["total"], few["total_exact"]) == (1, True)
+    assert "plus de 980 autres résultat(s)" in cli.run("search", "martin").stdout
+    assert cli.search("")["total_exact"] is False
