@@ -1,0 +1,142 @@
+// Formatting for the panel: French dates, state and result labels, homonyms, debounce.
+// Pure functions; the words come from t(key, substitutions) (see i18n.js).
+
+const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?/;
+
+/** "1980-02-01" or "1980-02-01T10:12:00" -> "01/02/1980" (the date as written: no time zone shift). */
+export function frDate(value) {
+  const m = DATE_RE.exec(String(value ?? ""));
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : "";
+}
+
+/** "2021-06-22T10:12:00" -> "10:12" ("" without a time). */
+export function frTime(value) {
+  const m = DATE_RE.exec(String(value ?? ""));
+  return m && m[4] !== undefined ? `${m[4]}:${m[5]}` : "";
+}
+
+/** "2021-06-22T10:12:00" -> "22/06/2021 à 10:12" (with t("dateAtTime")). */
+export function frDateTime(value, t) {
+  const date = frDate(value);
+  const time = frTime(value);
+  if (!date) return "";
+  return time ? t("dateAtTime", [date, time]) : date;
+}
+
+/** The hand-over state: delivered, printed n times, or new. */
+export function stateLabel(cert, t) {
+  if (cert.delivered_at) {
+    const when = frDateTime(cert.delivered_at, t);
+    return cert.delivered_by ? t("stateDeliveredBy", [when, cert.delivered_by]) : t("stateDelivered", [when]);
+  }
+  const count = Number(cert.print_count) || 0;
+  if (count > 0) return count === 1 ? t("statePrintedOnce") : t("statePrinted", [String(count)]);
+  return t("stateNew");
+}
+
+/** The machine name of the state, for styling: "delivered", "printed", "new". */
+export function stateKind(cert) {
+  if (cert.delivered_at) return "delivered";
+  return Number(cert.print_count) > 0 ? "printed" : "new";
+}
+
+/** All the labels to show: the hand-over state, and "superseded" when a newer certificate exists. */
+export function stateLabels(cert, t) {
+  const labels = [stateLabel(cert, t)];
+  if (cert.superseded) labels.push(t("stateSuperseded"));
+  return labels;
+}
+
+const OUTCOME_KEYS = {
+  positive: "resultPositive",
+  negative: "resultNegative",
+  inconclusive: "resultInconclusive",
+};
+
+/** "Négatif", "Positif", "Ininterprétable", or the result as SI-DEP wrote it. */
+export function resultLabel(cert, t) {
+  const key = OUTCOME_KEYS[cert.outcome];
+  if (key) return t(key);
+  return cert.result ? String(cert.result) : t("resultUnknown");
+}
+
+export function sexLabel(sex, t) {
+  if (sex === "F") return t("sexF");
+  if (sex === "M") return t("sexM");
+  return t("sexUnknown");
+}
+
+/** "750712184" + "Site des Lilas" -> "750712184 (Site des Lilas)". */
+export function siteLabel(cert) {
+  const finess = cert.site_finess || "";
+  return cert.site_name ? `${finess} (${cert.site_name})` : finess;
+}
+
+const FOLD_SPECIAL = { Œ: "OE", œ: "oe", Æ: "AE", æ: "ae", ß: "ss", Ø: "O", ø: "o" };
+
+/** "Lefèvre  d'Émilie" -> "LEFEVRE D EMILIE": no accents, upper case, words only. */
+export function foldName(text) {
+  return String(text ?? "")
+    .replace(/[ŒœÆæßØø]/g, (c) => FOLD_SPECIAL[c])
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toUpperCase()
+    .replace(/[^A-Z0-9]+/g, " ")
+    .trim();
+}
+
+/**
+ * Ids of the results that have a homonym in the list: same folded last and first names,
+ * another birth date. Both (all) of them are flagged: the secretary must check the birth date.
+ */
+export function homonymIds(results) {
+  const byName = new Map();
+  for (const cert of results) {
+    const key = `${foldName(cert.last_name)}|${foldName(cert.first_name)}`;
+    if (!byName.has(key)) byName.set(key, []);
+    byName.get(key).push(cert);
+  }
+  const flagged = new Set();
+  for (const group of byName.values()) {
+    const births = new Set(group.map((c) => c.birth_date || ""));
+    if (births.size > 1) for (const cert of group) flagged.add(cert.id);
+  }
+  return flagged;
+}
+
+/** A dossier number as a barcode scanner types it: optional letter, then digits. */
+export function looksLikeDossier(query) {
+  return /^[A-Za-z]?\d{6,}$/.test(String(query ?? "").trim());
+}
+
+/** fn delayed until `ms` without a new call; .flush() runs a pending call now, .cancel() drops it. */
+export function debounce(fn, ms = 200, timers = globalThis) {
+  let timer = null;
+  let pending = null;
+  const debounced = (...args) => {
+    pending = args;
+    if (timer !== null) timers.clearTimeout(timer);
+    timer = timers.setTimeout(() => {
+      timer = null;
+      const call = pending;
+      pending = null;
+      fn(...call);
+    }, ms);
+  };
+  debounced.flush = () => {
+    if (timer === null) return false;
+    timers.clearTimeout(timer);
+    timer = null;
+    const call = pending;
+    pending = null;
+    fn(...call);
+    return true;
+  };
+  debounced.cancel = () => {
+    if (timer !== null) timers.clearTimeout(timer);
+    timer = null;
+    pending = null;
+  };
+  debounced.pending = () => timer !== null;
+  return debounced;
+}

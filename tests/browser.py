@@ -1,0 +1,213 @@
+"""Headless Chromium with the sidep-helper webmail extension loaded, for the extension tests.
+
+Playwright (the Python package) drives Debian's Chromium (``/usr/bin/chromium``): no browser is ever
+downloaded (no ``playwright install``). Manifest V3 extensions need Chromium's "new" headless mode,
+so ``--headless=new`` is passed by hand and Playwright is told ``headless=False``.
+
+- ``ensure_chromium()`` installs Debian's ``chromium`` and ``chromium-l10n`` (its French strings: the
+  extension speaks the browser's language) when missing (as root, with apt-get);
+- ``ensure_node_modules()`` runs ``npm ci`` in ``extension/`` when its dependencies are missing;
+- ``build_extension()`` runs ``extension/build`` and returns ``extension/dist/webmail``;
+- ``prepare_extension(dest, extra_matches)`` copies the built extension and adds match patterns to
+  its content script and host permissions (a test webmail on ``http://127.0.0.1:PORT``), as IT
+  granting another webmail host would;
+- ``launch(extension_dir)`` returns ``(context, extension_id)``; ``close(context)`` ends it, and
+  ``extension_browser(extension_dir)`` does both around a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSION = ROOT / "extension"
+DIST = EXTENSION / "dist"
+CHROMIUM = Path("/usr/bin/chromium")
+# Chromium's French UI strings: without them the browser (and so the extension) speaks English
+FRENCH_LOCALE = Path("/usr/lib/chromium/locales/fr.pak")
+PACKAGES = ("chromium", "chromium-l10n")
+LOCK_FILE = Path(tempfile.gettempdir()) / "sidep-test-apt.lock"
+CHROMIUM_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-features=DisableLoadExtensionCommandLineSwitch,Translate,MediaRouter",
+)
+
+
+class BrowserSetupError(RuntimeError):
+    """Chromium, Node.js or the extension's build could not be made ready; the message says why."""
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    with open(LOCK_FILE, "a+") as fh:
+        with contextlib.suppress(OSError):
+            os.chmod(LOCK_FILE, 0o666)
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _chromium_ready() -> bool:
+    return CHROMIUM.exists() and FRENCH_LOCALE.exists()
+
+
+def ensure_chromium() -> Path:
+    """Debian's Chromium with its French strings, installed if missing (root and apt-get needed then)."""
+    if _chromium_ready():
+        return CHROMIUM
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise BrowserSetupError(
+            f"{' and '.join(PACKAGES)} missing and cannot be installed here (needs root and apt-get)"
+        )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends", *PACKAGES]
+    with _machine_lock():
+        if _chromium_ready():
+            return CHROMIUM
+        proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1200, check=False)
+        if proc.returncode != 0:  # package lists may be missing or stale on a fresh machine
+            subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"], capture_output=True,
+                           text=True, env=env, timeout=600, check=False)
+            proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=1200, check=False)
+    if not _chromium_ready():
+        raise BrowserSetupError(f"apt-get install {' '.join(PACKAGES)} failed:\n{proc.stdout[-3000:]}{proc.stderr}")
+    return CHROMIUM
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise BrowserSetupError("Node.js (node, npm) is needed for the extension's build and tests")
+    return node
+
+
+def ensure_node_modules() -> Path:
+    """``extension/node_modules`` as package-lock.json says (``npm ci`` when missing or stale)."""
+    _node()
+    npm = shutil.which("npm")
+    if not npm:
+        raise BrowserSetupError("npm is needed to install the extension's development tools (web-ext)")
+    marker = EXTENSION / "node_modules" / ".package-lock.json"
+    lock = EXTENSION / "package-lock.json"
+    if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+        return EXTENSION / "node_modules"
+    with _machine_lock():
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION,
+                              capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise BrowserSetupError(f"npm ci failed in extension/:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return EXTENSION / "node_modules"
+
+
+def build_extension() -> Path:
+    """Run ``extension/build``; returns the unpacked webmail extension (``extension/dist/webmail``)."""
+    proc = subprocess.run([_node(), str(EXTENSION / "build"), "--quiet"], cwd=EXTENSION,
+                          capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise BrowserSetupError(f"extension/build failed:\n{proc.stdout}{proc.stderr}")
+    return DIST / "webmail"
+
+
+def prepare_extension(dest: Path, extra_matches: Sequence[str] = (), source: Path | None = None) -> Path:
+    """A copy of the built webmail extension whose content script also runs on ``extra_matches``
+    (match patterns such as ``http://127.0.0.1:8080/*``), with the host permissions for them."""
+    source = source or DIST / "webmail"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest)
+    manifest_path = dest / "manifest.json"
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for pattern in extra_matches:
+        if pattern not in manifest["host_permissions"]:
+            manifest["host_permissions"].append(pattern)
+        for script in manifest.get("content_scripts", []):
+            if pattern not in script["matches"]:
+                script["matches"].append(pattern)
+    manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return dest
+
+
+_RUNNING: dict[int, tuple[Any, Path]] = {}
+
+
+def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000) -> tuple[Any, str]:
+    """Start headless Chromium with the unpacked extension; returns ``(context, extension_id)``.
+
+    The browser speaks ``lang`` (the extension's strings follow the browser's language). End it
+    with ``close(context)``.
+    """
+    from playwright.sync_api import sync_playwright
+
+    extension_dir = Path(extension_dir).resolve()
+    chromium = ensure_chromium()
+    profile = Path(tempfile.mkdtemp(prefix="sidep-chromium-"))
+    playwright = sync_playwright().start()
+    try:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(chromium),
+            headless=False,  # --headless=new below: MV3 extensions need the new headless mode
+            args=[*CHROMIUM_ARGS, f"--lang={lang}", f"--disable-extensions-except={extension_dir}",
+                  f"--load-extension={extension_dir}"],
+            env={**os.environ, "LANGUAGE": lang, "LANG": f"{lang}_FR.UTF-8" if lang == "fr" else "C.UTF-8"},
+            locale="fr-FR" if lang == "fr" else "en-US",
+            viewport={"width": 640, "height": 640},
+            timeout=timeout_ms,
+        )
+    except Exception:
+        playwright.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    _RUNNING[id(context)] = (playwright, profile)
+    try:
+        workers = context.service_workers or [context.wait_for_event("serviceworker", timeout=timeout_ms)]
+        extension_id = workers[0].url.split("/")[2]
+    except Exception:
+        close(context)
+        raise
+    return context, extension_id
+
+
+def close(context: Any) -> None:
+    """Close a context from ``launch()``, stop its Playwright and remove its profile."""
+    playwright, profile = _RUNNING.pop(id(context), (None, None))
+    try:
+        context.close()
+    finally:
+        if playwright is not None:
+            playwright.stop()
+        if profile is not None:
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def extension_browser(extension_dir: Path, **kwargs: Any) -> Iterator[tuple[Any, str]]:
+    context, extension_id = launch(extension_dir, **kwargs)
+    try:
+        yield context, extension_id
+    finally:
+        close(context)
+
+
+def extension_url(extension_id: str, path: str) -> str:
+    return f"chrome-extension://{extension_id}/{path.lstrip('/')}"
