@@ -137,19 +137,18 @@ class Searcher:
         if query.names:
             exact = " AND ".join(constraints + [f"names:{_quote(t)}" for t in query.names])
             prefix = " AND ".join(constraints + [self._prefix(t) for t in query.names])
-            # One pass gives both the page and the count: the ids of up to COUNT_CAP + 1 matches.
-            found = self._ids(prefix, COUNT_CAP + 1, "prefix")
-            total = len(found)
+            total = self._count(prefix)
             if total:
                 hits = self._ids(exact, limit, "exact")
                 if len(hits) < limit:
                     seen = {h.id for h in hits}
-                    hits += [h for h in found[: limit + len(hits)] if h.id not in seen]
+                    hits += [h for h in self._ids(prefix, limit + len(hits), "prefix") if h.id not in seen]
             else:
                 hits, total = self._typo(query, constraints, limit)
         else:
-            hits = self._ids(" AND ".join(constraints), COUNT_CAP + 1, "exact")
-            total = len(hits)
+            expr = " AND ".join(constraints)
+            total = self._count(expr)
+            hits = self._ids(expr, limit, "exact") if total else []
         return self._answer(hits[:limit], total)
 
     def _constraints(self, query: Query, site_key: str | None) -> list[str]:
@@ -190,6 +189,15 @@ class Searcher:
     _undelivered = False
     _JOIN = " JOIN certificates c ON c.id = f.rowid AND c.delivered_at IS NULL"
 
+    def _count(self, expr: str) -> int:
+        """Matches of ``expr``, counted up to COUNT_CAP + 1 (enough to tell "more than the cap")."""
+        join = self._JOIN if self._undelivered else ""
+        return self.db.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM certificates_fts f{join} WHERE certificates_fts MATCH ? "
+            f"LIMIT {COUNT_CAP + 1})",
+            (expr,),
+        ).fetchone()[0]
+
     def _ids(self, expr: str, limit: int, match: str) -> list[Hit]:
         join = self._JOIN if self._undelivered else ""
         rows = self.db.execute(
@@ -218,8 +226,7 @@ class Searcher:
     def _recent(self, site_key: str | None, limit: int) -> dict[str, Any]:
         if site_key:
             expr = f"site:{_quote(site_key)}"
-            found = self._ids(expr, COUNT_CAP + 1, "recent")
-            return self._answer(found[:limit], len(found))
+            return self._answer(self._ids(expr, limit, "recent"), self._count(expr))
         where = " WHERE delivered_at IS NULL" if self._undelivered else ""
         ids = [
             Hit(r[0], "recent")
@@ -253,10 +260,10 @@ class Searcher:
             for term, found in zip(query.names, options, strict=True):
                 alternatives = [f"{_quote(term)}*"] + [_quote(t) for t, d in found.items() if 0 < d <= max_distance]
                 groups.append("names:(" + " OR ".join(alternatives) + ")")
-            found = self._ids(" AND ".join(constraints + groups), COUNT_CAP + 1, "typo")
-            total = len(found)
-            if len(hits) < limit:
-                hits += [h for h in found[:limit] if h.id not in seen]
+            expr = " AND ".join(constraints + groups)
+            total = self._count(expr)
+            if total and len(hits) < limit:
+                hits += [h for h in self._ids(expr, limit, "typo") if h.id not in seen]
                 seen = {h.id for h in hits}
         return hits, total
 
