@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -55,8 +55,9 @@ class Context:
     settings: Settings
     token: Callable[[], str]
     audit: Audit
-    readers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="lecture"))
+    readers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="lecture"))
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ecriture"))
+    auditor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="audit"))
     watcher: Any = None  # helper.watch.Watcher when serving
     local: threading.local = field(default_factory=threading.local)
     stores: list[Store] = field(default_factory=list)
@@ -80,9 +81,17 @@ class Context:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.writer, lambda: fn(self.store()))
 
+    def trace(self, action: str, ids: list[int], origin: str, detail: str = "") -> None:
+        """Append to the audit trail from its own thread, so a WAL checkpoint never stalls a reply.
+
+        One thread keeps the events in order; a failure is logged (ids and action only)."""
+        future = self.auditor.submit(self.audit.record, action, ids, origin, detail)
+        future.add_done_callback(_log_audit_failure)
+
     def close(self) -> None:
         self.readers.shutdown(wait=True)
         self.writer.shutdown(wait=True)
+        self.auditor.shutdown(wait=True)
         with self.stores_lock:
             for store in self.stores:
                 try:
@@ -93,6 +102,12 @@ class Context:
 
 
 CTX = web.AppKey("ctx", Context)
+
+
+def _log_audit_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("échec d'écriture dans le journal de traçabilité : %s", type(exc).__name__)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -218,7 +233,7 @@ async def search(request: web.Request) -> web.Response:
     result = await ctx.read(run)
     for cert in result["results"]:
         _with_site(ctx.settings, cert)
-    ctx.audit.record("search", [c["id"] for c in result["results"]], _client(request),
+    ctx.trace("search", [c["id"] for c in result["results"]], _client(request),
                      f"total={result['total']}")
     return web.json_response(result)
 
@@ -243,7 +258,7 @@ async def _certificate_answer(
     cert = await call(lambda s: run(s, cert_id)) if cert_id is not None else None
     if cert is None or cert_id is None:
         return error(404, "not_found", NOT_FOUND)
-    ctx.audit.record(action, [cert_id], _client(request))
+    ctx.trace(action, [cert_id], _client(request))
     return web.json_response(_with_site(ctx.settings, cert))
 
 
@@ -257,7 +272,7 @@ async def get_pdf(request: web.Request) -> web.Response:
     data = await ctx.read(lambda s: s.pdf(cert_id)) if cert_id is not None else None
     if data is None:
         return error(404, "not_found", "PDF introuvable pour ce certificat.")
-    ctx.audit.record("pdf", [cert_id] if cert_id is not None else [], _client(request))
+    ctx.trace("pdf", [cert_id] if cert_id is not None else [], _client(request))
     return web.Response(
         body=data,
         content_type="application/pdf",
@@ -301,7 +316,7 @@ async def print_certificate(request: web.Request) -> web.Response:
         status = 503 if isinstance(exc, printing.NoPrinterError) else 502
         return error(status, "no_printer" if status == 503 else "print_failed", exc.message)
     cert = await ctx.write(lambda s: s.mark_printed(cert_id))
-    ctx.audit.record("print", [cert_id], _client(request), f"imprimante={used}")
+    ctx.trace("print", [cert_id], _client(request), f"imprimante={used}")
     assert cert is not None
     return web.json_response({"certificate": _with_site(ctx.settings, cert), "job": job, "printer": used})
 
@@ -344,7 +359,7 @@ async def ingest_message(request: web.Request) -> web.Response:
         for o in outcomes
     ]
     ids = [o.certificate_id for o in outcomes if o.certificate_id is not None]
-    ctx.audit.record("ingest", ids, _client(request), ",".join(o.status for o in outcomes))
+    ctx.trace("ingest", ids, _client(request), ",".join(o.status for o in outcomes))
     return web.json_response({"results": results})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -307,7 +308,12 @@ async def test_audit_records_ids_and_actions_never_names(api: Api) -> None:
     cert_id = found["results"][0]["id"]
     await api.client.get(f"/api/v1/certificates/{cert_id}/pdf", headers=api.auth())
     await api.client.post(f"/api/v1/certificates/{cert_id}/delivered", json={"initials": "AB"}, headers=api.auth())
-    csv_text = Audit(api.settings.data_dir).export_csv()
+    reader = Audit(api.settings.data_dir)
+    for _ in range(50):  # events are appended from the audit thread, a few ms after the reply
+        csv_text = reader.export_csv()
+        if len(csv_text.splitlines()) >= 4:
+            break
+        await asyncio.sleep(0.05)
     lines = csv_text.splitlines()
     assert lines[0] == "horodatage,action,certificats,origine,detail"
     actions = [line.split(",")[1] for line in lines[1:]]

@@ -166,8 +166,12 @@ def test_secretary_flow_watch_search_print_deliver(service: Service, cups: CupsP
     assert [w["state"] for w in body["watched"] if w["path"] == str(service.drop)] == ["surveillé"]
     assert body["printer"]["available"] is True
 
-    audit = service.cli.run("audit", "export").stdout
-    actions = [line.split(",")[1] for line in audit.splitlines()[1:]]
+    for _ in range(50):  # the audit thread appends a few ms after each reply
+        audit = service.cli.run("audit", "export").stdout
+        actions = [line.split(",")[1] for line in audit.splitlines()[1:]]
+        if {"search", "print", "delivered", "purge"} <= set(actions):
+            break
+        time.sleep(0.1)
     assert {"search", "print", "delivered", "purge"} <= set(actions)
     assert "ALMEIDA" not in audit.upper() and spec.birth_date.isoformat() not in audit
 
