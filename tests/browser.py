@@ -18,7 +18,6 @@ so ``--headless=new`` is passed by hand and Playwright is told ``headless=False`
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from syslock import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
@@ -55,16 +56,8 @@ class BrowserSetupError(RuntimeError):
     """Chromium, Node.js or the extension's build could not be made ready; the message says why."""
 
 
-@contextlib.contextmanager
-def _machine_lock() -> Iterator[None]:
-    with open(LOCK_FILE, "a+") as fh:
-        with contextlib.suppress(OSError):
-            os.chmod(LOCK_FILE, 0o666)
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _machine_lock() -> contextlib.AbstractContextManager[None]:
+    return file_lock(LOCK_FILE)
 
 
 def _chromium_ready() -> bool:

@@ -21,7 +21,6 @@ before any virtual environment exists.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import re
@@ -33,6 +32,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from syslock import file_lock
 
 QUEUE = "sidep-test-pdf"
 PACKAGES = ("cups", "cups-client", "cups-bsd", "printer-driver-cups-pdf")
@@ -147,17 +148,9 @@ def diagnostics(queue: str = QUEUE) -> str:
     return "\n".join(parts)
 
 
-@contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
+def machine_lock() -> contextlib.AbstractContextManager[None]:
     """Serialises the set-up (and the tests that change the default printer) across processes."""
-    with open(LOCK_FILE, "a+") as fh:
-        with contextlib.suppress(OSError):
-            os.chmod(LOCK_FILE, 0o666)
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(LOCK_FILE)
 
 
 def _is_root() -> bool:

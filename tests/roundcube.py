@@ -37,7 +37,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import fcntl
 import imaplib
 import os
 import pwd
@@ -58,6 +57,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from syslock import file_lock
 
 # php-cgi first: it satisfies "php" (libapache2-mod-php | php-fpm | php-cgi) without Apache
 PACKAGES = (
@@ -103,17 +104,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
+def machine_lock() -> contextlib.AbstractContextManager[None]:
     """Serialises the installation across processes (several test sessions may start at once)."""
-    with open(LOCK_FILE, "a+") as fh:
-        with contextlib.suppress(OSError):
-            os.chmod(LOCK_FILE, 0o666)
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(LOCK_FILE)
 
 
 def _php_modules() -> set[str]:
