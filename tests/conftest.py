@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,3 +74,39 @@ def mail_dir(tmp_path: Path) -> Path:
     d = tmp_path / "mail"
     d.mkdir()
     return d
+
+
+# --- a real `sidep-helper serve` process, for end-to-end tests --------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(home: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """``sidep-helper serve`` with ``home`` as its SIDEP_HELPER_HOME (its config.toml sets the port)."""
+    return subprocess.Popen([sys.executable, "-m", "helper", "serve", *extra], env=Cli(home).env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("serve did not answer /health in time")
+
+
+def recent_spec(rng: random.Random, **overrides: Any) -> Any:
+    """A certificate sampled yesterday: well inside the retention period the service purges by."""
+    import mailgen
+
+    sampled = dt.datetime.now().replace(microsecond=0, second=0) - dt.timedelta(days=1)
+    return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **overrides)

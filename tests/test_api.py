@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from apicontract import validate
+from conftest import free_port
 
 from helper import __version__
 from helper.api import make_app
@@ -26,10 +26,6 @@ from helper.token import read_or_create
 EXT = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

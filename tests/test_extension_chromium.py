@@ -35,10 +35,9 @@ from typing import Any
 import browser
 import mailgen
 import pytest
-from conftest import Cli
+from conftest import Cli, free_port, start, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from pypdf import PdfReader
-from test_service_e2e import free_port, start, wait_healthy
 
 try:
     import playwright.sync_api  # noqa: F401

@@ -27,7 +27,7 @@ from typing import Any
 
 import mailgen
 import pytest
-from conftest import ROOT, Cli
+from conftest import ROOT, Cli, free_port, recent_spec, start, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from roundcube import (
     CHROMIUM_ARGS,
@@ -37,7 +37,7 @@ from roundcube import (
     ensure_playwright,
     ensure_roundcube,
 )
-from test_service_e2e import Service, free_port, recent_spec, start, wait_healthy
+from test_service_e2e import Service
 
 EXTENSION_SRC = ROOT / "extension"
 

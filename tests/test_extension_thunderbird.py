@@ -7,14 +7,11 @@ folders hold SI-DEP certificates among other mail. See tests/thunderbird.py for 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import random
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +24,7 @@ from typing import Any
 import mailgen
 import pytest
 import thunderbird
-from conftest import ROOT, Cli
+from conftest import ROOT, Cli, free_port, recent_spec, start, wait_healthy
 from thunderbird import ADDON_ID, ThunderbirdProcess, make_profile, run_thunderbird
 
 DIST = ROOT / "extension" / "dist" / "thunderbird"
@@ -35,16 +32,8 @@ MARKUP = "<img src=x onerror=alert(1)>"
 PUSH_TIMEOUT = 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def recent_spec(rng: random.Random, **overrides: Any) -> mailgen.CertSpec:
-    """Sampled yesterday: well inside the helper's retention period."""
-    sampled = dt.datetime.now().replace(microsecond=0, second=0) - dt.timedelta(days=1)
-    return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **overrides)
 
 
 @dataclass
@@ -85,21 +74,9 @@ def helper(tmp_path: Path) -> Iterator[Helper]:
         f"port = {port}\nwatch_downloads = false\nwatch_thunderbird = false\n", encoding="utf-8"
     )
     cli = Cli(home)
-    proc = subprocess.Popen([sys.executable, "-m", "helper", "serve", "--no-watch"], env=cli.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(home, port, "--no-watch")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("serve did not answer /health in time") from None
-                time.sleep(0.2)
+        wait_healthy(port, proc)
         token = cli.run("token").stdout.strip()
         yield Helper(proc, port, token, home)
     finally:

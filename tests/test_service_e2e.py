@@ -8,7 +8,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -21,23 +20,15 @@ from typing import Any
 import mailgen
 import pytest
 from apicontract import validate
-from conftest import Cli
+from conftest import Cli, free_port, recent_spec, start, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from pypdf import PdfReader
 
 EXT = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
 
 
-def recent_spec(rng: random.Random, **overrides: Any) -> mailgen.CertSpec:
-    """A certificate sampled yesterday: well inside the retention period the service purges by."""
-    sampled = dt.datetime.now().replace(microsecond=0, second=0) - dt.timedelta(days=1)
-    return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **overrides)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -80,24 +71,8 @@ class Service:
             time.sleep(0.2)
 
 
-def start(home: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    env = Cli(home).env()
-    return subprocess.Popen([sys.executable, "-m", "helper", "serve", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("serve did not answer /health in time")
 
 
 @pytest.fixture(scope="module")
