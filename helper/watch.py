@@ -169,6 +169,11 @@ def default_folders(settings: Settings) -> list[tuple[Path, str]]:
     if settings.watch_thunderbird:
         folders.extend((p, THUNDERBIRD) for p in thunderbird_mail_folders())
     folders.extend((Path(p).expanduser(), CONFIGURED) for p in settings.watch)
+    return _unique(folders)
+
+
+def _unique(folders: Iterable[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """Folders without repeats (same real path), the first kind given winning."""
     seen: set[str] = set()
     unique = []
     for path, kind in folders:
@@ -329,15 +334,7 @@ class Watcher:
     # --- folders -----------------------------------------------------------------------------
 
     def _wanted(self) -> list[tuple[Path, str]]:
-        wanted = default_folders(self.settings) + [(p, CLI) for p in self.extra_folders]
-        seen: set[str] = set()
-        out = []
-        for path, kind in wanted:
-            k = _key(path)
-            if k not in seen:
-                seen.add(k)
-                out.append((path, kind))
-        return out
+        return _unique(default_folders(self.settings) + [(p, CLI) for p in self.extra_folders])
 
     def _set_folders(self, wanted: list[tuple[Path, str]], initial: bool = False) -> None:
         old = {f.key: f for f in self._folders}
