@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -62,6 +62,7 @@ from helper.sources import _SKIP_SUFFIXES, discover
 from helper.store import Store, now_iso
 
 log = logging.getLogger("sidep_helper.watch")
+T = TypeVar("T")
 
 #: A file is complete once its size and modification time stay the same this long.
 STABLE_SECONDS = 0.5
@@ -169,19 +170,12 @@ def default_folders(settings: Settings) -> list[tuple[Path, str]]:
     if settings.watch_thunderbird:
         folders.extend((p, THUNDERBIRD) for p in thunderbird_mail_folders())
     folders.extend((Path(p).expanduser(), CONFIGURED) for p in settings.watch)
-    return _unique(folders)
+    return _unique_folders(folders)
 
 
-def _unique(folders: Iterable[tuple[Path, str]]) -> list[tuple[Path, str]]:
-    """Folders without repeats (same real path), the first kind given winning."""
-    seen: set[str] = set()
-    unique = []
-    for path, kind in folders:
-        key = _key(path)
-        if key not in seen:
-            seen.add(key)
-            unique.append((path, kind))
-    return unique
+def _unique_folders(folders: Iterable[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """(folder, kind) pairs without repeats of a folder, the first kind given winning."""
+    return _unique(folders, lambda pair: pair[0])
 
 
 def _key(path: str | os.PathLike[str]) -> str:
@@ -189,14 +183,15 @@ def _key(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(os.path.realpath(os.path.abspath(path)))
 
 
-def _unique(paths: Iterable[Path]) -> list[Path]:
+def _unique(items: Iterable[T], path_of: Callable[[T], Path] = lambda p: p) -> list[T]:  # type: ignore[assignment,return-value]
+    """``items`` without repeats of the same real path, first one kept."""
     seen: set[str] = set()
     out = []
-    for p in paths:
-        k = _key(p)
+    for item in items:
+        k = _key(path_of(item))
         if k not in seen:
             seen.add(k)
-            out.append(p)
+            out.append(item)
     return out
 
 
@@ -334,7 +329,7 @@ class Watcher:
     # --- folders -----------------------------------------------------------------------------
 
     def _wanted(self) -> list[tuple[Path, str]]:
-        return _unique(default_folders(self.settings) + [(p, CLI) for p in self.extra_folders])
+        return _unique_folders(default_folders(self.settings) + [(p, CLI) for p in self.extra_folders])
 
     def _set_folders(self, wanted: list[tuple[Path, str]], initial: bool = False) -> None:
         old = {f.key: f for f in self._folders}
