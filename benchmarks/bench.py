@@ -40,13 +40,13 @@ from typing import Any
 
 import psutil
 
-import helper.store as store_module
+import helper.index.store as store_module
 from helper.config import load as load_settings
-from helper.ingest import Ingester
-from helper.parse import Certificate
-from helper.search import Searcher
-from helper.store import Store
-from helper.text import name_tokens, outcome_of, words
+from helper.index.ingest import Ingester
+from helper.index.search import Searcher
+from helper.index.store import Store
+from helper.parse.message import Certificate
+from helper.parse.text import name_tokens, outcome_of, words
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -144,7 +144,7 @@ def setup_python_children(out: Path) -> str:
     _CHILD_ENV.clear()
     _CHILD_ENV.update(env)
     subprocess.run(
-        [sys.executable, "-c", "import helper.cli, helper.ingest, helper.search, helper.pdftext"],
+        [sys.executable, "-c", "import helper.cli, helper.index.ingest, helper.index.search, helper.parse.pdftext"],
         env=env, check=True,
     )
     return env["PYTHONPYCACHEPREFIX"]
@@ -1033,9 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"In-process: Store() {inproc['open_median_s'] * 1000:.1f} ms + Ingester.run "
         f"{inproc['run_median_s'] * 1000:.1f} ms = {inproc['total_median_s'] * 1000:.1f} ms "
         f"(median of {RERUNS}; {files:,} files, {inproc['unchanged']:,} unchanged)")
-    bare_ms, ingest_imports_ms = child_import_ms("helper.cli, helper.ingest")
+    bare_ms, ingest_imports_ms = child_import_ms("helper.cli, helper.index.ingest")
     say(f"Start-up:   python -c pass {bare_ms:.0f} ms; sidep-helper --version {startup * 1000:.0f} ms; "
-        f"import helper.cli + helper.ingest {ingest_imports_ms:.0f} ms")
+        f"import helper.cli + helper.index.ingest {ingest_imports_ms:.0f} ms")
     target_files = TARGETS["rerun_files"]
     per_file = inproc["total_median_s"] / max(files, 1)
     # Extrapolation: the measured process plus the in-process cost per file for the missing files.
@@ -1090,10 +1090,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"p95 {process_result['p95_ms']:.0f} ms, max {process_result['max_ms']:.0f} ms "
                 f"(start-up alone {startup * 1000:.0f} ms; load average {load_before:.2f} → "
                 f"{process_result['load_avg'][1]:.2f})")
-            bare_ms, search_imports_ms = child_import_ms("helper.cli, helper.search")
+            bare_ms, search_imports_ms = child_import_ms("helper.cli, helper.index.search")
             process_result["python_bare_ms"] = bare_ms
             process_result["search_imports_ms"] = search_imports_ms
-            say(f"of which: python -c pass {bare_ms:.0f} ms, import helper.cli + helper.search "
+            say(f"of which: python -c pass {bare_ms:.0f} ms, import helper.cli + helper.index.search "
                 f"{search_imports_ms:.0f} ms (in-process query medians: see section 5)")
             say("by class (median): " + ", ".join(
                 f"{CLASS_LABELS[c]} {v:.0f} ms" for c, v in process_result["by_class_median_ms"].items()))

@@ -94,8 +94,8 @@ def _emit(data: Any) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.ingest import Ingester
-    from helper.store import Store
+    from helper.index.ingest import Ingester
+    from helper.index.store import Store
 
     if args.paths:
         paths = [Path(p).expanduser() for p in args.paths]
@@ -131,7 +131,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _open_readonly(settings: Settings) -> Any:
-    from helper.store import SCHEMA_VERSION, Store
+    from helper.index.store import SCHEMA_VERSION, Store
 
     try:
         store = Store(settings.data_dir, readonly=True)
@@ -152,7 +152,7 @@ def _open_readonly(settings: Settings) -> Any:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.search import Searcher
+    from helper.index.search import Searcher
 
     store = _open_readonly(settings)
     if store is None:
@@ -226,7 +226,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.service import serve
+    from helper.service.serve import serve
 
     if args.port is not None:
         if not 1024 <= args.port <= 65535:
@@ -253,11 +253,11 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.token import read_or_create, rotate
+    from helper.service.token import read_or_create, rotate
 
     if args.rotate:
         token = rotate(settings.data_dir)
-        from helper.audit import Audit
+        from helper.service.audit import Audit
 
         audit = Audit(settings.data_dir)
         audit.record("token_rotated", origin="cli")
@@ -270,9 +270,9 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.api import purge_due
-    from helper.audit import Audit
-    from helper.store import Store
+    from helper.index.store import Store
+    from helper.service.api import purge_due
+    from helper.service.audit import Audit
 
     store = Store(settings.data_dir)
     audit = Audit(settings.data_dir)
@@ -289,7 +289,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.audit import Audit
+    from helper.service.audit import Audit
 
     since = args.since
     if since:

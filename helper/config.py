@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helper import sidep
+from helper.parse import sidep
 
 APP_NAME = "sidep-helper"
 ENV_HOME = "SIDEP_HELPER_HOME"

@@ -6,7 +6,7 @@ from typing import Any
 
 import jsonschema
 
-from helper.api import openapi_document
+from helper.service.api import openapi_document
 
 DOC = openapi_document()
 

@@ -16,12 +16,12 @@ from apicontract import validate
 from conftest import free_port
 
 from helper import __version__
-from helper.api import make_app
-from helper.audit import Audit
 from helper.config import Settings
-from helper.ingest import Ingester
-from helper.store import Store
-from helper.token import read_or_create
+from helper.index.ingest import Ingester
+from helper.index.store import Store
+from helper.service.api import make_app
+from helper.service.audit import Audit
+from helper.service.token import read_or_create
 
 EXT = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
 
@@ -333,7 +333,7 @@ def test_audit_trail_is_append_only(tmp_path: Path) -> None:
 
 
 async def test_a_rotated_token_applies_at_once(tmp_path: Path) -> None:
-    from helper.token import rotate
+    from helper.service.token import rotate
 
     port = free_port()
     settings = Settings(data_dir=tmp_path, config_file=tmp_path / "config.toml", port=port)

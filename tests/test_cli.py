@@ -13,7 +13,7 @@ from pathlib import Path
 import mailgen
 from conftest import Cli
 
-from helper.pdftext import extract_text
+from helper.parse.pdftext import extract_text
 
 
 def test_progress_bar_on_a_terminal(cli: Cli, tmp_path: Path) -> None:

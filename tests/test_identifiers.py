@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helper.identifiers import finess_check, ins_check, ins_key, looks_like_ins, normalize_ins
+from helper.parse.identifiers import finess_check, ins_check, ins_key, looks_like_ins, normalize_ins
 
 
 @pytest.mark.parametrize("finess", ["750712184", "690781810", "130783293"])

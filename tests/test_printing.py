@@ -25,8 +25,8 @@ import mailgen
 import pytest
 from pypdf import PdfReader
 
-from helper import printing
-from helper.printing import NoPrinterError, PrintError
+from helper.service import printing
+from helper.service.printing import NoPrinterError, PrintError
 
 
 @pytest.fixture(scope="session")
@@ -247,7 +247,7 @@ def test_only_pdf_is_printed(cups_pdf) -> None:
 # Windows: the GDI path cannot run here; fake pywin32 and pypdfium2 check the calls it makes
 # ----------------------------------------------------------------------------------------------------------------
 class _FakeWindows:
-    """Records what helper.printing asks of win32print, win32ui and pypdfium2."""
+    """Records what helper.service.printing asks of win32print, win32ui and pypdfium2."""
 
     def __init__(self, printers: list[str], default: str | None, pages: int = 2) -> None:
         self.printers = printers

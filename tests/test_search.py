@@ -248,8 +248,8 @@ def test_search_before_any_ingest(tmp_path: Path) -> None:
 
 
 def test_total_is_counted_up_to_a_thousand(tmp_path: Path) -> None:
-    from helper.parse import Certificate
-    from helper.store import Store
+    from helper.index.store import Store
+    from helper.parse.message import Certificate
 
     store = Store(tmp_path / "big")
     with store.transaction():

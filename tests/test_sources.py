@@ -10,7 +10,7 @@ import mailgen
 import pytest
 from conftest import Cli
 
-from helper.text import fold
+from helper.parse.text import fold
 
 
 def all_certificates(cli: Cli) -> dict[str, dict]:

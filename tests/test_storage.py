@@ -13,7 +13,7 @@ from pathlib import Path
 import mailgen
 from conftest import Cli
 
-from helper.text import fold
+from helper.parse.text import fold
 
 
 def mixed_sources(root: Path, rng: random.Random) -> list[mailgen.CertSpec]:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from helper.text import fold, html_to_text, name_tokens, normalize_sex, outcome_of, parse_datetime
+from helper.parse.text import fold, html_to_text, name_tokens, normalize_sex, outcome_of, parse_datetime
 
 
 def test_fold_removes_accents_and_ligatures() -> None:

@@ -13,12 +13,12 @@ import mailgen
 import pytest
 from conftest import Cli
 
-from helper import watch
 from helper.config import Settings
-from helper.ingest import Report
-from helper.search import Searcher
-from helper.store import DB_NAME, Store
-from helper.watch import Watcher, default_folders, thunderbird_mail_folders
+from helper.index.ingest import Report
+from helper.index.search import Searcher
+from helper.index.store import DB_NAME, Store
+from helper.service import watch
+from helper.service.watch import Watcher, default_folders, thunderbird_mail_folders
 
 QUIET = {"new": 0, "duplicates": 0, "ignored": 0, "quarantined": 0}
 

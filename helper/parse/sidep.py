@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from helper.text import fold
+from helper.parse.text import fold
 
 #: Kind of record this format produces (stored with each certificate).
 KIND = "sidep-certificate"

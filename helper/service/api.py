@@ -32,10 +32,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from helper import __version__
-from helper.audit import Audit
 from helper.config import Settings
-from helper.store import Store
-from helper.token import matches
+from helper.index.store import Store
+from helper.service.audit import Audit
+from helper.service.token import matches
 
 log = logging.getLogger("sidep_helper.api")
 
@@ -226,7 +226,7 @@ async def search(request: web.Request) -> web.Response:
         return error(400, "bad_parameter", "Paramètre de recherche invalide.")
 
     def run(store: Store) -> dict[str, Any]:
-        from helper.search import Searcher
+        from helper.index.search import Searcher
 
         return Searcher(store.db).search(q, site=site, limit=limit, to_deliver=status == "to_deliver")
 
@@ -296,7 +296,7 @@ async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 async def print_certificate(request: web.Request) -> web.Response:
-    from helper import printing
+    from helper.service import printing
 
     ctx = request.app[CTX]
     body = await _json_body(request)
@@ -345,7 +345,7 @@ async def undo_delivered(request: web.Request) -> web.Response:
 
 
 async def ingest_message(request: web.Request) -> web.Response:
-    from helper.ingest import ingest_message as ingest
+    from helper.index.ingest import ingest_message as ingest
 
     ctx = request.app[CTX]
     if request.content_length is not None and request.content_length > MAX_MESSAGE_BYTES:
@@ -364,7 +364,7 @@ async def ingest_message(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    from helper import printing
+    from helper.service import printing
 
     ctx = request.app[CTX]
 

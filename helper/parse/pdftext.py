@@ -4,7 +4,7 @@ pypdf has had many denial-of-service fixes; a hostile or broken PDF must not han
 the helper. Extraction runs in a short-lived child process with an address-space limit
 (POSIX) and a wall-clock timeout; a PDF that exceeds them is kept but not read.
 
-Run as ``python -m helper.pdftext`` with the PDF on standard input: prints the text.
+Run as ``python -m helper.parse.pdftext`` with the PDF on standard input: prints the text.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def extract(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMO
         return None
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "helper.pdftext", str(memory)],
+            [sys.executable, "-m", "helper.parse.pdftext", str(memory)],
             input=data,
             capture_output=True,
             timeout=timeout,

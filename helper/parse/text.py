@@ -1,6 +1,6 @@
 """Generic text normalisation: folding names for search, parsing dates, sexes and results.
 
-Nothing here knows about SI-DEP; the format-specific vocabulary lives in ``helper.sidep``.
+Nothing here knows about SI-DEP; the format-specific vocabulary lives in ``helper.parse.sidep``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helper.parse import Outcome, ParseConfig, certificate_from_pdf, parse_message
-from helper.sources import (
+from helper.index.store import BlobStore, FileState, Store
+from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
+from helper.sources.files import (
     EML,
     MAILDIR,
     MBOX,
@@ -27,7 +28,6 @@ from helper.sources import (
     starts_message,
     tail_fingerprint,
 )
-from helper.store import BlobStore, FileState, Store
 
 #: Below this much work the pool is not worth starting.
 POOL_MIN_ITEMS = 200
@@ -121,13 +121,13 @@ def process_item(item: Item) -> Result:
 
 
 def _certificate_pdf_name(path: str) -> bool:
-    from helper import sidep
+    from helper.parse import sidep
 
     return sidep.FILENAME_RE.match(os.path.basename(path)) is not None
 
 
 def _pdf_outcome(path: str, data: bytes) -> Outcome:
-    from helper.pdftext import extract
+    from helper.parse.pdftext import extract
 
     name = os.path.basename(path)
     if not _certificate_pdf_name(path):
@@ -411,7 +411,7 @@ def _source_name(kind: str) -> str:
 
 
 def _now() -> str:
-    from helper.store import now_iso
+    from helper.index.store import now_iso
 
     return now_iso()
 
@@ -461,7 +461,7 @@ def ingest_message(store: Store, raw: bytes, trusted: frozenset[str], source: st
 def _keep_quarantined(store: Store, raw: bytes) -> Path:
     import hashlib
 
-    from helper.store import secure_dir
+    from helper.index.store import secure_dir
 
     folder = secure_dir(store.data_dir / "quarantine")
     path = folder / f"{hashlib.sha256(raw).hexdigest()}.eml"

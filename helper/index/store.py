@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helper.text import name_tokens
+from helper.parse.text import name_tokens
 
 if TYPE_CHECKING:  # the parser is not needed to read the index (keeps `search` start-up light)
-    from helper.parse import Certificate
+    from helper.parse.message import Certificate
 
 DB_NAME = "index.sqlite3"
 SCHEMA_VERSION = 2
@@ -303,7 +303,7 @@ class Store:
         ).fetchone()
 
     def _row(self, cert: Certificate, source: str, source_path: str | None) -> dict[str, Any]:
-        from helper import sidep
+        from helper.parse import sidep
 
         return {
             "kind": sidep.KIND,

@@ -22,9 +22,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from helper.identifiers import looks_like_ins, normalize_finess
-from helper.store import TYPO_MIN_TOKEN, dossier_key, public
-from helper.text import parse_date, words
+from helper.index.store import TYPO_MIN_TOKEN, dossier_key, public
+from helper.parse.identifiers import looks_like_ins, normalize_finess
+from helper.parse.text import parse_date, words
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500

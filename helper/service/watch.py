@@ -57,9 +57,9 @@ from watchdog.events import (
 )
 
 from helper.config import Settings
-from helper.ingest import POOL_MIN_ITEMS, Ingester, Report
-from helper.sources import _SKIP_SUFFIXES, discover
-from helper.store import Store, now_iso
+from helper.index.ingest import POOL_MIN_ITEMS, Ingester, Report
+from helper.index.store import Store, now_iso
+from helper.sources.files import _SKIP_SUFFIXES, discover
 
 log = logging.getLogger("sidep_helper.watch")
 T = TypeVar("T")

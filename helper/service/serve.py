@@ -15,11 +15,11 @@ from pathlib import Path
 from aiohttp import web
 
 from helper import __version__
-from helper.api import CTX, make_app, purge_due
-from helper.audit import Audit
 from helper.config import Settings, write_default
-from helper.store import Store, secure_dir
-from helper.token import read_or_create, token_path
+from helper.index.store import Store, secure_dir
+from helper.service.api import CTX, make_app, purge_due
+from helper.service.audit import Audit
+from helper.service.token import read_or_create, token_path
 
 log = logging.getLogger("sidep_helper")
 PURGE_EVERY_SECONDS = 24 * 3600
@@ -104,7 +104,7 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
 
     watcher = None
     if watch:
-        from helper.watch import Watcher
+        from helper.service.watch import Watcher
 
         watcher = Watcher(settings, watch_folders)
 

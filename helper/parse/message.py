@@ -11,10 +11,10 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from helper import sidep
-from helper.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
-from helper.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
-from helper.text import (
+from helper.parse import sidep
+from helper.parse.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
+from helper.parse.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
+from helper.parse.text import (
     html_to_text,
     iso_datetime,
     normalize_sex,

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from helper.store import secure_dir
+from helper.index.store import secure_dir
 
 AUDIT_DB = "audit.sqlite3"
 ACTIONS = frozenset(

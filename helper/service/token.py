@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from helper.store import secure_dir
+from helper.index.store import secure_dir
 
 TOKEN_FILE = "token"
 

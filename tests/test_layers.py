@@ -1,0 +1,58 @@
+"""The package's layering: every import of a helper module points down, never up or sideways.
+
+``parse`` ← ``sources`` ← ``index`` ← ``service`` ← ``cli`` (``config`` sits beside ``service`` and
+reads only ``parse``). A violation is named with its file and line, so a reviewer sees what to move.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "helper"
+
+#: For each layer, the layers it may import from (besides itself and the package root).
+ALLOWED: dict[str, set[str]] = {
+    "parse": set(),
+    "sources": {"parse"},
+    "index": {"parse", "sources"},
+    "config": {"parse"},
+    "service": {"parse", "sources", "index", "config"},
+    "cli": {"parse", "sources", "index", "config", "service"},
+    "__main__": {"cli"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "helper":
+                found += [(node.lineno, f"helper.{alias.name}") for alias in node.names]
+            elif node.module.startswith("helper."):
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("helper.")]
+    return found
+
+
+def test_every_helper_import_points_down() -> None:
+    bad = []
+    files = sorted(ROOT.rglob("*.py"))
+    assert len(files) > 15
+    for path in files:
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        layer = rel.parts[1] if len(rel.parts) > 1 else ""
+        if layer == "__init__":
+            continue
+        for line, target in _imports(path):
+            other = _layer(target)
+            if other in ("", "__version__", layer) or other in ALLOWED[layer]:
+                continue
+            bad.append(f"{rel}.py:{line} imports {target}")
+    assert not bad, "imports pointing up or sideways:\n" + "\n".join(bad)
