@@ -75,6 +75,10 @@ PACKAGES = ("thunderbird",)
 INSTALL_DIR = Path("/usr/lib/thunderbird")
 BINARY_NAME = "thunderbird-bin"
 MIN_MAJOR = 128  # ESR with the MailExtension APIs the add-on uses (messages.query, storage.managed…)
+# The harness itself needs a newer build: ESR 140 in headless mode never restores its main window
+# (``sessionstore-windows-restored`` is never reached), so the tests run on Debian's current security
+# build. A machine image with stale package lists installs 140: refresh the lists and upgrade.
+TESTED_MAJOR = 153
 SYSTEM_POLICIES = Path("/etc/thunderbird/policies/policies.json")
 HARNESS_FILE = "sidep-harness.json"  # harness metadata kept in the profile (ignored by Thunderbird)
 PRIMER_ID = "primer@sidep-test.local"
@@ -266,23 +270,32 @@ def thunderbird_version() -> str:
     return ini.get("App", "Version")
 
 
-def _apt_install() -> None:
+def _apt_install(refresh: bool = False) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise ThunderbirdSetupError(
-            f"Thunderbird is not installed ({_binary()} missing) and this is not a root shell with apt-get: "
-            f"run `apt-get install thunderbird` (Debian's build, ESR {MIN_MAJOR} or later)"
+            f"Thunderbird is not installed ({_binary()} missing) or older than ESR {TESTED_MAJOR}, and this is "
+            f"not a root shell with apt-get: run `apt-get update && apt-get install thunderbird`"
         )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    update = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"]
+    if refresh:
+        subprocess.run(update, capture_output=True, env=env, timeout=INSTALL_TIMEOUT,
+                       stdin=subprocess.DEVNULL, check=False)
     cmd = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends", *PACKAGES]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=INSTALL_TIMEOUT,
                           stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:  # stale package lists: refresh once and retry
+    if proc.returncode != 0 and not refresh:  # stale package lists: refresh once and retry
         subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"], capture_output=True, env=env,
                        timeout=INSTALL_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=INSTALL_TIMEOUT,
                               stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         raise ThunderbirdSetupError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr}")
+
+
+def _major(version: str) -> int:
+    found = re.match(r"\d+", version)
+    return int(found.group()) if found else 0
 
 
 def ensure_thunderbird() -> str:
@@ -292,10 +305,12 @@ def ensure_thunderbird() -> str:
             _apt_install()
         if not _binary().is_file():
             raise ThunderbirdSetupError(f"{_binary()} still missing after installing {' '.join(PACKAGES)}")
+        if _major(thunderbird_version()) < TESTED_MAJOR:
+            _apt_install(refresh=True)
         version = thunderbird_version()
-        major = int(re.match(r"\d+", version).group()) if re.match(r"\d+", version) else 0
-        if major < MIN_MAJOR:
-            raise ThunderbirdSetupError(f"Thunderbird {version} is too old: ESR {MIN_MAJOR} or later is needed")
+        if _major(version) < TESTED_MAJOR:
+            raise ThunderbirdSetupError(f"Thunderbird {version} is too old for the harness: ESR {TESTED_MAJOR} or "
+                                        f"later is needed (apt-get update && apt-get install thunderbird)")
     return str(_binary())
 
 
