@@ -112,7 +112,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = Store(settings.data_dir)
     try:
-        report = Ingester(store, settings.trusted_senders, workers=args.workers).run(
+        report = Ingester(store, settings.trust(), workers=args.workers).run(
             paths, progress=not (args.quiet or args.json)
         )
     finally:
