@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from helper.parse.mime import decode_rfc2047
 
-__all__ = ["AddressError", "AddressList", "Group", "Mailbox", "canonical", "field_values", "parse_address_list"]
+__all__ = ["AddressError", "AddressList", "Group", "Mailbox", "canonical", "parse_address_list"]
 
 
 class AddressError(ValueError):
@@ -368,48 +368,3 @@ def parse_address_list(value: str) -> AddressList:
     """Parse an unfolded address header value (From, To, Sender, Reply-To…). Raises AddressError."""
     return _Parser(tokenize(value)).address_list()
 
-
-# --- every occurrence of a field -------------------------------------------------------------------
-
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_FIELD_LINE = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*")
-
-
-def field_values(raw: bytes, name: str) -> list[str]:
-    """Every value of header field ``name`` in the header block of ``raw``, unfolded, in order.
-
-    The MIME reader keeps only the first occurrence of each field; trust needs to know that a
-    message has two ``From:`` fields. Same conventions: a leading mbox ``From `` line is skipped,
-    UTF-8 is tried first, then Windows-1252.
-    """
-    start = 0
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
-        start = len(raw) if nl < 0 else nl + 1
-    m = _HEADER_END.search(raw, start)
-    block = raw[start : m.start() if m else len(raw)]
-    want = name.lower().encode("ascii")
-    out: list[str] = []
-    current: list[bytes] | None = None
-    for line in block.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line[:1] in (b" ", b"\t"):
-            if current is not None:
-                current.append(line.strip())
-            continue
-        if current is not None:
-            out.append(_text(b" ".join(current)))
-            current = None
-        fm = _FIELD_LINE.match(line)
-        if fm and fm.group(1).lower() == want:
-            current = [line[fm.end() :].strip()]
-    if current is not None:
-        out.append(_text(b" ".join(current)))
-    return out
-
-
-def _text(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("cp1252", errors="replace")

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 
 from helper.parse import sidep, trust
-from helper.parse.address import field_values
 from helper.parse.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
 from helper.parse.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
 from helper.parse.text import (
@@ -115,7 +114,7 @@ def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], c
     """Certificates in ``message`` (whose own bytes are ``raw``), found inside the messages whose
     From fields are ``forwarded_by``, outermost first. Trust is decided by :func:`trust.judge`."""
     subject = decode_rfc2047(message.headers.get("subject", ""))
-    from_fields = field_values(raw, "from")
+    from_fields = trust.field_values(raw, "from")
     fields: dict[str, str] | None = None
     if not sidep.is_certificate_subject(subject) and _worth_reading(raw, message.headers, config, from_fields):
         fields = _body_fields(_body_text(message))
@@ -140,7 +139,7 @@ def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], c
 def _worth_reading(raw: bytes, headers: dict[str, str], config: ParseConfig, from_fields: list[str] | None = None) -> bool:
     """Is the body worth a look without a certificate subject: the strict sender is trusted, or
     an address field merely mentions a trusted sender (a forgery is then quarantined, not ignored)."""
-    from_fields = field_values(raw, "from") if from_fields is None else from_fields
+    from_fields = trust.field_values(raw, "from") if from_fields is None else from_fields
     sender, _ = trust.strict_sender(from_fields)
     if sender in config.trust.senders:
         return True

@@ -25,6 +25,7 @@ these settings change (see ``Ingester._recheck_if_trust_changed``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -185,3 +186,49 @@ def judge_pdf(file_fields: dict[str, str], text_fields: dict[str, str] | None) -
 
 def _key(text: str) -> str:
     return "".join(ch for ch in fold(text) if ch.isalnum())
+
+
+# --- every occurrence of a field -------------------------------------------------------------------
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_LINE = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*")
+
+
+def field_values(raw: bytes, name: str) -> list[str]:
+    """Every value of header field ``name`` in the header block of ``raw``, unfolded, in order.
+
+    The MIME reader keeps only the first occurrence of each field; trust needs to know that a
+    message has two ``From:`` fields. Same conventions: a leading mbox ``From `` line is skipped,
+    UTF-8 is tried first, then Windows-1252.
+    """
+    start = 0
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        start = len(raw) if nl < 0 else nl + 1
+    m = _HEADER_END.search(raw, start)
+    block = raw[start : m.start() if m else len(raw)]
+    want = name.lower().encode("ascii")
+    out: list[str] = []
+    current: list[bytes] | None = None
+    for line in block.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current.append(line.strip())
+            continue
+        if current is not None:
+            out.append(_text(b" ".join(current)))
+            current = None
+        fm = _FIELD_LINE.match(line)
+        if fm and fm.group(1).lower() == want:
+            current = [line[fm.end() :].strip()]
+    if current is not None:
+        out.append(_text(b" ".join(current)))
+    return out
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", errors="replace")
