@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import time
 from dataclasses import dataclass
 from email.policy import default as default_policy
@@ -173,9 +174,12 @@ def from_fields(draw: st.DrawFn) -> tuple[str, bool]:
 
 
 def _python_reading(value: str) -> list[str] | None:
-    """Addresses Python's email package reads in the value, or None when it reports any defect or a group."""
-    header = default_policy.header_factory("From", value)
-    if header.defects or any(g.display_name is not None for g in header.groups):
+    """Addresses Python's email package reads in the value, or None when it reports a defect (other
+    than about white space around an encoded word in the display name, which only affects display)
+    or a group."""
+    header = default_policy.header_factory("From", re.sub(r"\r?\n(?=[ \t])", "", value))  # unfolded
+    defects = [d for d in header.defects if "encoded-word" not in str(d)]
+    if defects or any(g.display_name is not None for g in header.groups):
         return None
     return [a.addr_spec.lower() for a in header.addresses]
 

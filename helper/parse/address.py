@@ -364,7 +364,16 @@ def _display_name(words: list[Token]) -> str:
     return decode_rfc2047(text) if len(text) <= MAX_DECODED_NAME else text
 
 
+#: The everyday form, a bare dot-atom ``local@domain``: read without the general parser (same result).
+_PLAIN_ADDR_SPEC = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
+)
+
+
 def parse_address_list(value: str) -> AddressList:
     """Parse an unfolded address header value (From, To, Sender, Reply-To…). Raises AddressError."""
+    plain = _PLAIN_ADDR_SPEC.fullmatch(value.strip(" \t"))
+    if plain:
+        return AddressList((Mailbox("", plain.group(1), plain.group(2)),), False)
     return _Parser(tokenize(value)).address_list()
 

@@ -191,7 +191,7 @@ def _key(text: str) -> str:
 # --- every occurrence of a field -------------------------------------------------------------------
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_FIELD_LINE = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*")
+_FIELD_START: dict[str, re.Pattern[bytes]] = {}
 
 
 def field_values(raw: bytes, name: str) -> list[str]:
@@ -207,23 +207,21 @@ def field_values(raw: bytes, name: str) -> list[str]:
         start = len(raw) if nl < 0 else nl + 1
     m = _HEADER_END.search(raw, start)
     block = raw[start : m.start() if m else len(raw)]
-    want = name.lower().encode("ascii")
+    pattern = _FIELD_START.get(name)
+    if pattern is None:
+        pattern = _FIELD_START[name] = re.compile(rb"(?im)^" + re.escape(name.encode("ascii")) + rb"[ \t]*:")
     out: list[str] = []
-    current: list[bytes] | None = None
-    for line in block.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line[:1] in (b" ", b"\t"):
-            if current is not None:
-                current.append(line.strip())
-            continue
-        if current is not None:
-            out.append(_text(b" ".join(current)))
-            current = None
-        fm = _FIELD_LINE.match(line)
-        if fm and fm.group(1).lower() == want:
-            current = [line[fm.end() :].strip()]
-    if current is not None:
-        out.append(_text(b" ".join(current)))
+    for fm in pattern.finditer(block):
+        pieces: list[bytes] = []
+        at = fm.end()
+        while True:  # the field's line, then its continuation lines
+            nl = block.find(b"\n", at)
+            end = len(block) if nl < 0 else nl
+            pieces.append(block[at:end].strip())
+            if nl < 0 or block[nl + 1 : nl + 2] not in (b" ", b"\t"):
+                break
+            at = nl + 1
+        out.append(_text(b" ".join(pieces)))
     return out
 
 
