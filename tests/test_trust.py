@@ -216,6 +216,12 @@ def test_renamed_pdfs_are_not_certificates_and_genuine_ones_are(cli: Cli, tmp_pa
     plain = mailgen.random_spec(rng, last_name="CŒUR", first_name="Anaïs")
     (downloads / mailgen.ascii_fold(mailgen.pdf_filename(plain))).write_bytes(mailgen.make_pdf(plain))
 
+    # A layout that prints the dossier number without the usual label: still confirmed.
+    unlabelled = mailgen.random_spec(rng, last_name="SANSLIBELLÉ")
+    lines = [f"Dossier n° {unlabelled.dossier}" if line.startswith("Numéro de dossier") else line
+             for line in mailgen.pdf_text_lines(unlabelled)]
+    (downloads / mailgen.pdf_filename(unlabelled)).write_bytes(mailgen.make_text_pdf(lines))
+
     invoice = mailgen.random_spec(rng, last_name="FACTURE")
     (downloads / mailgen.pdf_filename(invoice)).write_bytes(
         mailgen.make_text_pdf(["FACTURE N° 2021-0042", "Montant : 120,00 EUR", "Échéance : 30/06/2021"])
@@ -234,8 +240,8 @@ def test_renamed_pdfs_are_not_certificates_and_genuine_ones_are(cli: Cli, tmp_pa
 
     counts = cli.ingest(downloads)
 
-    assert counts == {"new": 2, "duplicates": 0, "ignored": 0, "quarantined": 6}
-    for spec in (genuine, plain):
+    assert counts == {"new": 3, "duplicates": 0, "ignored": 0, "quarantined": 6}
+    for spec in (genuine, plain, unlabelled):
         [cert] = cli.search(spec.dossier)["results"]
         assert cert["pdf_only"] is True and cert["birth_date"] == spec.birth_date.isoformat()
         assert cert["last_name"] == spec.last_name

@@ -348,7 +348,7 @@ def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created:
         return Outcome("quarantined", reason="pdf_invalid", detail="le fichier n'est pas un PDF")
     parts = m.groupdict()
     fields = _body_fields(text) if text is not None else None
-    verdict = trust.judge_pdf(parts, fields)
+    verdict = trust.judge_pdf(parts, fields, text or "")
     if not verdict.trusted or fields is None:
         return Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)
     cert = Certificate(

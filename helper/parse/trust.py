@@ -159,11 +159,13 @@ def judge(from_fields: Sequence[str], forwarded_by: Sequence[Sequence[str]], pol
     return TRUSTED
 
 
-def judge_pdf(file_fields: dict[str, str], text_fields: dict[str, str] | None) -> Verdict:
+def judge_pdf(file_fields: dict[str, str], text_fields: dict[str, str] | None, text: str = "") -> Verdict:
     """Step 4: a bare PDF named ``{FINESS}_{dossier}_{NOM}_{Prénom}.pdf`` whose text was read.
 
     ``file_fields``: groups of ``sidep.FILENAME_RE``; ``text_fields``: label → value found in the
-    PDF's text (None when the text could not be read).
+    PDF's ``text`` (None when the text could not be read). The last name and the birth date must be
+    labelled fields; the dossier number a labelled field equal to the file's, or, when the text has
+    no such label, a word of the text on its own.
     """
     if text_fields is None:
         return Verdict(
@@ -174,14 +176,20 @@ def judge_pdf(file_fields: dict[str, str], text_fields: dict[str, str] | None) -
     name = text_fields.get("last_name", "")
     if not name or _key(name) != _key(file_fields.get("last_name", "").replace("_", " ")):
         missing.append("le nom du fichier" if name else "le nom du patient")
-    dossier = text_fields.get("dossier", "")
-    if not dossier or _key(dossier) != _key(file_fields.get("dossier", "")):
-        missing.append("le numéro de dossier du fichier" if dossier else "le numéro de dossier")
+    dossier, wanted = text_fields.get("dossier", ""), file_fields.get("dossier", "")
+    if dossier:
+        if _key(dossier) != _key(wanted):
+            missing.append("le numéro de dossier du fichier")
+    elif not wanted or fold(wanted) not in _WORD_SPLIT.split(fold(text)):
+        missing.append("le numéro de dossier")
     if parse_date(text_fields.get("birth_date", "")) is None:
         missing.append("la date de naissance")
     if missing:
         return Verdict(False, PDF_NOT_CERTIFICATE, "le texte du PDF ne confirme pas " + ", ".join(missing))
     return TRUSTED
+
+
+_WORD_SPLIT = re.compile(r"[^0-9a-z-]+")
 
 
 def _key(text: str) -> str:
