@@ -112,7 +112,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = Store(settings.data_dir)
     try:
-        report = Ingester(store, settings.trusted_senders, workers=args.workers).run(
+        report = Ingester(store, settings.trust(), workers=args.workers).run(
             paths, progress=not (args.quiet or args.json)
         )
     finally:
@@ -222,6 +222,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for q in status["quarantine"]:
         where = q["path"] + (f" ({q['item']})" if q["item"] else "")
         print(f"  - {where} : {q['reason']} {q['detail']}".rstrip())
+    if any(q["reason"] == "untrusted_forward" for q in status["quarantine"]):
+        print("Certificats transférés refusés : si l'expéditeur nommé est une boîte du laboratoire, ajoutez-le à "
+              "« trusted_forwarders » dans le fichier de configuration, puis relancez l'indexation.")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from helper.parse import sidep
+from helper.parse.trust import TrustPolicy, canonical_entry
 
 APP_NAME = "sidep-helper"
 ENV_HOME = "SIDEP_HELPER_HOME"
@@ -37,8 +38,14 @@ DEFAULT_CONFIG = f"""\
 # Surveiller les dossiers de courrier des profils Thunderbird trouvés sur le poste (lecture seule).
 # watch_thunderbird = true
 
-# Expéditeurs dont les messages deviennent des certificats.
+# Expéditeurs dont les messages deviennent des certificats (adresses exactes).
 # trusted_senders = ["noreply.sidep@enovacom.easycrypt.fr"]
+
+# Expéditeurs autorisés à TRANSFÉRER un certificat en pièce jointe (message .eml joint) : adresses
+# exactes, ou "@domaine" pour toutes les adresses d'un domaine. Vide par défaut : un certificat
+# transféré est alors mis en quarantaine (untrusted_forward), car celui qui transfère peut en
+# réécrire le contenu. N'ajoutez que des boîtes de votre laboratoire.
+# trusted_forwarders = ["secretariat@labo.mssante.fr", "@labo.mssante.fr"]
 
 # Imprimante : nom de la file d'impression ; vide = imprimante par défaut du système.
 # printer = ""
@@ -68,6 +75,7 @@ class Settings:
     data_dir: Path
     config_file: Path
     trusted_senders: frozenset[str] = field(default_factory=lambda: frozenset(sidep.DEFAULT_TRUSTED_SENDERS))
+    trusted_forwarders: frozenset[str] = frozenset()
     retention_days: int = 90
     port: int = DEFAULT_PORT
     watch: list[Path] = field(default_factory=list)
@@ -88,12 +96,18 @@ class Settings:
             "watch_downloads": self.watch_downloads,
             "watch_thunderbird": self.watch_thunderbird,
             "trusted_senders": sorted(self.trusted_senders),
+            "trusted_forwarders": sorted(self.trusted_forwarders),
             "printer": self.printer,
             "retention_days": self.retention_days,
             "allowed_origins": sorted(self.allowed_origins),
             "allow_any_extension_origin": self.allow_any_extension_origin,
             "sites": dict(self.sites),
         }
+
+
+    def trust(self) -> TrustPolicy:
+        """The trust settings as the parser applies them (see ``helper/parse/trust.py``)."""
+        return TrustPolicy(senders=self.trusted_senders, forwarders=self.trusted_forwarders)
 
 
 def default_data_dir() -> Path:
@@ -153,7 +167,12 @@ def _apply(settings: Settings, values: dict[str, Any]) -> None:
         senders = values["trusted_senders"]
         if not isinstance(senders, list) or not all(isinstance(s, str) and "@" in s for s in senders):
             raise fail("trusted_senders", "une liste d'adresses e-mail")
-        settings.trusted_senders = frozenset(s.strip().lower() for s in senders)
+        settings.trusted_senders = frozenset(_addresses(senders, "trusted_senders", where, domains=False))
+    if "trusted_forwarders" in values:
+        forwarders = values["trusted_forwarders"]
+        if not isinstance(forwarders, list) or not all(isinstance(s, str) for s in forwarders):
+            raise fail("trusted_forwarders", "une liste d'adresses e-mail ou de domaines « @domaine »")
+        settings.trusted_forwarders = frozenset(_addresses(forwarders, "trusted_forwarders", where, domains=True))
     if "retention_days" in values:
         retention = values["retention_days"]
         if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
@@ -190,3 +209,15 @@ def _apply(settings: Settings, values: dict[str, Any]) -> None:
         if not isinstance(sites, dict) or not all(isinstance(v, str) for v in sites.values()):
             raise fail("sites", "une table FINESS = \"nom du site\"")
         settings.sites = {str(k).upper(): v for k, v in sites.items()}
+
+
+def _addresses(entries: list[str], key: str, where: Path, *, domains: bool) -> list[str]:
+    out = []
+    for entry in entries:
+        try:
+            if entry.strip().startswith("@") and not domains:
+                raise ValueError(f"adresse exacte attendue, pas un domaine : {entry!r}")
+            out.append(canonical_entry(entry))
+        except ValueError as exc:
+            raise ConfigError(f"{where} : « {key} » : {exc}") from None
+    return out

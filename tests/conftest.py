@@ -63,6 +63,18 @@ class Cli:
     def status(self) -> dict[str, Any]:
         return self.json("status")
 
+    def write_config(self, text: str) -> Path:
+        """Write ``config.toml`` in the helper's home (0600, as IT would keep it)."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.home / "config.toml"
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def trust_forwarders(self, *entries: str) -> Path:
+        """Configure ``trusted_forwarders`` (forwarded certificates are quarantined without it)."""
+        return self.write_config(f"trusted_forwarders = {json.dumps(list(entries))}\n")
+
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:

@@ -46,6 +46,7 @@ def test_data_folder_is_private(cli: Cli, tmp_path: Path) -> None:
     cli.home.mkdir(mode=0o755)
     os.chmod(cli.home, 0o755)
     mixed_sources(tmp_path / "src", random.Random(300))
+    cli.trust_forwarders("@labo.mssante.fr")
 
     counts = cli.ingest(tmp_path / "src")
     assert counts["new"] == 6 and counts["quarantined"] == 1
@@ -67,6 +68,7 @@ def test_data_folder_is_private(cli: Cli, tmp_path: Path) -> None:
 
 def test_pdfs_are_stored_once_under_their_sha256_and_nothing_names_a_patient(cli: Cli, tmp_path: Path) -> None:
     specs = mixed_sources(tmp_path / "src", random.Random(301))
+    cli.trust_forwarders("@labo.mssante.fr")
     cli.ingest(tmp_path / "src")
 
     stored = sorted(p for p in (cli.home).rglob("*") if p.is_file() and p.suffix == ".pdf")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from helper.index.store import BlobStore, FileState, Store
 from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
+from helper.parse.trust import RECHECK_REASONS, TrustPolicy
 from helper.sources.files import (
     EML,
     MAILDIR,
@@ -81,9 +82,9 @@ _worker_config: ParseConfig | None = None
 _worker_blobs: BlobStore | None = None
 
 
-def _init_worker(blob_root: str, trusted: frozenset[str]) -> None:
+def _init_worker(blob_root: str, trusted: TrustPolicy) -> None:
     global _worker_config, _worker_blobs
-    _worker_config = ParseConfig(trusted_senders=trusted)
+    _worker_config = ParseConfig(trust=trusted)
     _worker_blobs = BlobStore(Path(blob_root))
 
 
@@ -180,16 +181,22 @@ class Progress:
 class Ingester:
     """Reads files into the store.
 
+    ``trusted``: the trust settings (:class:`TrustPolicy`), or a bare set of trusted senders.
     ``start_method`` chooses how the worker pool is started (``multiprocessing`` start method);
     by default ``fork`` where available. A caller with threads of its own (the folder watcher)
     passes ``"spawn"``: forking a multi-threaded process is unsafe.
     """
 
     def __init__(
-        self, store: Store, trusted: frozenset[str], *, workers: int | None = None, start_method: str | None = None
+        self,
+        store: Store,
+        trusted: TrustPolicy | frozenset[str],
+        *,
+        workers: int | None = None,
+        start_method: str | None = None,
     ) -> None:
         self.store = store
-        self.trusted = trusted
+        self.trusted = TrustPolicy.of(trusted)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.start_method = start_method
 
@@ -215,7 +222,7 @@ class Ingester:
         """
         started = time.monotonic()
         report = Report()
-        self._recheck_if_senders_changed()
+        self._recheck_if_trust_changed()
         known = self.store.file_signatures()
         plan: list[tuple[Found, int]] = []  # (file, offset to read from)
         seen: set[str] = set()
@@ -245,18 +252,22 @@ class Ingester:
         report.elapsed = time.monotonic() - started
         return report
 
-    def _recheck_if_senders_changed(self) -> None:
-        """When IT changes the trusted senders, files quarantined as ``untrusted_sender`` are read again."""
-        signature = ",".join(sorted(self.trusted))
-        previous = self.store.meta("trusted_senders")
-        if previous == signature:
+    def _recheck_if_trust_changed(self) -> None:
+        """When IT changes the trusted senders or forwarders, files quarantined as ``untrusted_sender``
+        or ``untrusted_forward`` are read again."""
+        signatures = dict(zip(("trusted_senders", "trusted_forwarders"), self.trusted.signature(), strict=True))
+        previous = {key: self.store.meta(key) for key in signatures}
+        if previous == signatures:
             return
         with self.store.transaction():
-            if previous is not None:
+            if any(previous[k] is not None and previous[k] != v for k, v in signatures.items()):
+                marks = ", ".join("?" for _ in RECHECK_REASONS)
                 self.store.db.execute(
-                    "DELETE FROM files WHERE path IN (SELECT path FROM quarantine WHERE reason = 'untrusted_sender')"
+                    f"DELETE FROM files WHERE path IN (SELECT path FROM quarantine WHERE reason IN ({marks}))",
+                    RECHECK_REASONS,
                 )
-            self.store.set_meta("trusted_senders", signature)
+            for key, value in signatures.items():
+                self.store.set_meta(key, value)
 
     def _resume_offset(self, found: Found, state: FileState | None) -> int:
         if found.kind != MBOX or state is None or state.offset <= 0 or found.size < state.offset:
@@ -426,7 +437,9 @@ class MessageOutcome:
     detail: str = ""
 
 
-def ingest_message(store: Store, raw: bytes, trusted: frozenset[str], source: str = "api") -> list[MessageOutcome]:
+def ingest_message(
+    store: Store, raw: bytes, trusted: TrustPolicy | frozenset[str], source: str = "api"
+) -> list[MessageOutcome]:
     """Ingest one raw message pushed by an extension, as a file would be.
 
     A message that cannot be used is kept under ``quarantine/`` in the data directory (0600,
@@ -436,7 +449,7 @@ def ingest_message(store: Store, raw: bytes, trusted: frozenset[str], source: st
         outcomes = [Outcome("quarantined", reason="too_large", detail=f"message > {MAX_READ} octets")]
     else:
         try:
-            outcomes = parse_message(raw, ParseConfig(trusted_senders=trusted))
+            outcomes = parse_message(raw, ParseConfig(trust=TrustPolicy.of(trusted)))
         except Exception as exc:  # noqa: BLE001 - never let one message break the service
             outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
     answers: list[MessageOutcome] = []

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from helper.parse import sidep
+from helper.parse import sidep, trust
 from helper.parse.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
 from helper.parse.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
 from helper.parse.text import (
@@ -82,7 +82,7 @@ class Outcome:
 
 @dataclass
 class ParseConfig:
-    trusted_senders: frozenset[str] = frozenset(sidep.DEFAULT_TRUSTED_SENDERS)
+    trust: trust.TrustPolicy = field(default_factory=trust.TrustPolicy)
 
 
 def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
@@ -98,12 +98,11 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     try:
         headers, body_at = split_headers(raw)
         subject = decode_rfc2047(headers.get("subject", ""))
-        sender = address_of(headers.get("from", ""))
         cert_subject = sidep.is_certificate_subject(subject)
-        if not cert_subject and sender not in config.trusted_senders and not _RFC822.search(raw, body_at):
+        if not cert_subject and not _worth_reading(raw, headers, config) and not _RFC822.search(raw, body_at):
             return [Outcome("ignored")]
         root = parse(raw, headers=headers, body_at=body_at)
-        outcomes = _certificates_in(root, config, depth=0)
+        outcomes = _certificates_in(root, raw, [], config)
     except MimeError as exc:
         return [Outcome("quarantined", reason=exc.reason, detail=exc.detail)]
     except (ValueError, LookupError, UnicodeError, IndexError, RecursionError) as exc:
@@ -111,25 +110,41 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     return outcomes or [Outcome("ignored")]
 
 
-def _certificates_in(message: Part, config: ParseConfig, depth: int) -> list[Outcome]:
+def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], config: ParseConfig) -> list[Outcome]:
+    """Certificates in ``message`` (whose own bytes are ``raw``), found inside the messages whose
+    From fields are ``forwarded_by``, outermost first. Trust is decided by :func:`trust.judge`."""
     subject = decode_rfc2047(message.headers.get("subject", ""))
-    sender = address_of(message.headers.get("from", ""))
+    from_fields = trust.field_values(raw, "from")
     fields: dict[str, str] | None = None
-    if not sidep.is_certificate_subject(subject) and sender in config.trusted_senders:
+    if not sidep.is_certificate_subject(subject) and _worth_reading(raw, message.headers, config, from_fields):
         fields = _body_fields(_body_text(message))
         if not _looks_like_certificate(fields):
             fields = None
     if sidep.is_certificate_subject(subject) or fields is not None:
-        if sender not in config.trusted_senders:
-            return [Outcome("quarantined", reason="untrusted_sender", detail=f"expéditeur {sender or 'absent'}")]
+        verdict = trust.judge(from_fields, forwarded_by, config.trust)
+        if not verdict.trusted:
+            return [Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)]
         if message.truncated:
             return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
         return [_certificate_outcome(message, subject, fields)]
     found: list[Outcome] = []
-    for part in message.walk():
+    # Own parts only: a message attached inside an attached message is reached through its
+    # enclosing one, so that every forwarder in the chain is judged.
+    for part in _own_parts(message):
         if part.content_type == "message/rfc822" and part.children:
-            found.extend(_certificates_in(part.children[0], config, depth + 1))
+            found.extend(_certificates_in(part.children[0], part.payload(), [*forwarded_by, from_fields], config))
     return found
+
+
+def _worth_reading(raw: bytes, headers: dict[str, str], config: ParseConfig, from_fields: list[str] | None = None) -> bool:
+    """Is the body worth a look without a certificate subject: the strict sender is trusted, or
+    an address field merely mentions a trusted sender (a forgery is then quarantined, not ignored)."""
+    from_fields = trust.field_values(raw, "from") if from_fields is None else from_fields
+    sender, _ = trust.strict_sender(from_fields)
+    if sender in config.trust.senders:
+        return True
+    mentioned = [*from_fields, headers.get("sender", ""), headers.get("reply-to", "")]
+    return trust.claims_trusted(mentioned, config.trust)
 
 
 def _looks_like_certificate(fields: dict[str, str]) -> bool:
@@ -321,10 +336,10 @@ def _mail_date(value: str) -> str | None:
 def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created: str | None = None) -> Outcome:
     """A certificate PDF saved alone: identity from its file name, the rest from its text.
 
-    ``text`` is the PDF's extracted text, or None when it could not be read within bounds;
-    the record is then made from the file name only, with a warning. ``created`` (the PDF's
-    creation date, i.e. when SI-DEP produced it) stands for the integration date the PDF does not
-    print, so that a re-issue saved as a PDF is not taken for the older certificate.
+    ``text`` is the PDF's extracted text, or None when it could not be read within bounds. The
+    text must confirm the file name (:func:`trust.judge_pdf`); otherwise the file is quarantined.
+    ``created`` (the PDF's creation date, i.e. when SI-DEP produced it) stands for the integration
+    date the PDF does not print, so that a re-issue saved as a PDF is not taken for the older certificate.
     """
     m = sidep.FILENAME_RE.match(file_name)
     if not m:
@@ -332,7 +347,10 @@ def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created:
     if not data.startswith(PDF_MAGIC):
         return Outcome("quarantined", reason="pdf_invalid", detail="le fichier n'est pas un PDF")
     parts = m.groupdict()
-    fields = _body_fields(text) if text else {}
+    fields = _body_fields(text) if text is not None else None
+    verdict = trust.judge_pdf(parts, fields, text or "")
+    if not verdict.trusted or fields is None:
+        return Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)
     cert = Certificate(
         site_finess=normalize_finess(parts["finess"]),
         dossier=parts["dossier"],
@@ -341,14 +359,11 @@ def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created:
         pdf_only=True,
         raw={"file_name": file_name, **{f"pdf.{k}": v for k, v in fields.items()}},
     )
-    if text is None:
-        cert.warnings.append("pdf_text_unread")
-    else:
-        for name in ("last_name", "first_name"):
-            if fields.get(name) and not same_name(fields[name], getattr(cert, name)):
-                cert.warnings.append(f"filename_pdf_mismatch:{name}")
-            if fields.get(name):
-                setattr(cert, name, fields[name])
+    for name in ("last_name", "first_name"):
+        if fields.get(name) and not same_name(fields[name], getattr(cert, name)):
+            cert.warnings.append(f"filename_pdf_mismatch:{name}")
+        if fields.get(name):
+            setattr(cert, name, fields[name])
     fields.pop("finess", None)
     fields.pop("dossier", None)
     _fill_common(cert, fields)

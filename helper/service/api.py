@@ -353,7 +353,7 @@ async def ingest_message(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw.strip():
         return error(400, "empty", "Message vide.")
-    outcomes = await ctx.write(lambda s: ingest(s, raw, ctx.settings.trusted_senders, "api"))
+    outcomes = await ctx.write(lambda s: ingest(s, raw, ctx.settings.trust(), "api"))
     results = [
         {"status": o.status, "certificate_id": o.certificate_id, "reason": o.reason, "detail": o.detail}
         for o in outcomes

@@ -623,7 +623,7 @@ class Watcher:
         small = live and len(targets) < POOL_MIN_ITEMS and not any(os.path.isdir(t) for t in targets)
         # Small live batches are read inline; a big one (a catch-up, a folder dropped at once) may use
         # the process pool, by the ingest's own thresholds. Spawned workers: this process has threads.
-        ingester = Ingester(store, self.settings.trusted_senders, workers=1 if small else None, start_method="spawn")
+        ingester = Ingester(store, self.settings.trust(), workers=1 if small else None, start_method="spawn")
         try:
             report = ingester.run(
                 [Path(t) for t in targets],
