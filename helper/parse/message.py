@@ -149,7 +149,9 @@ def _certificates_in(message: Part, config: ParseConfig, depth: int) -> list[Out
             return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
         return [_certificate_outcome(message, subject, fields)]
     found: list[Outcome] = []
-    for part in message.walk():
+    # Own parts only: each attached message is searched once, by its own call (walking every
+    # descendant here would visit a message nested k deep 2^k times).
+    for part in _own_parts(message):
         if part.content_type == "message/rfc822" and part.children:
             found.extend(_certificates_in(part.children[0], config, depth + 1))
     return found

@@ -6,6 +6,7 @@ Nothing here knows about SI-DEP; the format-specific vocabulary lives in ``helpe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import re
 import unicodedata
@@ -158,10 +159,15 @@ def outcome_of(result: str) -> str:
 
 # --- HTML ----------------------------------------------------------------------------------------
 
-_HTML_DROP_OPEN = re.compile(r"<(script|style|head)\b", re.I)
-_HTML_DROP_CLOSE = {
-    name: re.compile(rf"</{name}\s*+>", re.I) for name in ("script", "style", "head")
-}
+_HIDDEN = ("script", "style", "head")
+_HTML_DROP_CLOSE = {name: re.compile(rf"</{name}\s*+>", re.I) for name in _HIDDEN}
+
+
+@functools.lru_cache(maxsize=8)
+def _opening(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"<({'|'.join(names)})\b", re.I)
+
+
 _HTML_BREAK = re.compile(r"<\s*+(br|/p|p|/div|div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*+>", re.I)
 _HTML_CELL = re.compile(r"<\s*+/t[dh]\s*+>", re.I)
 _HTML_TAG = re.compile(r"<[^>]*+>")
@@ -176,20 +182,20 @@ def _drop_hidden(markup: str) -> str:
     for thousands of unclosed ``<script`` (a regex with a lazy ``.*?`` would rescan the rest each time).
     """
     out: list[str] = []
-    pos = 0
-    unclosed: set[str] = set()
-    for m in _HTML_DROP_OPEN.finditer(markup):
-        if m.start() < pos:
-            continue  # inside an element already dropped
+    pos = start = 0
+    names = _HIDDEN
+    while names:
+        m = _opening(names).search(markup, start)
+        if m is None:
+            break
         name = m.group(1).lower()
-        if name in unclosed:
-            continue
         close = _HTML_DROP_CLOSE[name].search(markup, m.end())
-        if close is None:
-            unclosed.add(name)
+        if close is None:  # never closed from here on: stop looking for this element
+            names = tuple(n for n in names if n != name)
+            start = m.start()
             continue
         out.append(markup[pos : m.start()])
-        pos = close.end()
+        pos = start = close.end()
     out.append(markup[pos:])
     return "".join(out)
 
