@@ -20,6 +20,8 @@ any parser slow; so parsing runs in worker processes and the parent keeps the cl
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,11 +29,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-PER_WORKER = 4
+PER_WORKER = 16
 #: How far ahead of the oldest unfinished item the pool reads its input (bounds buffered results).
 WINDOW = 256
 #: A worker that is not ready this long after it was started is taken for broken.
 STARTUP_SECONDS = 120.0
+_POSIX = os.name == "posix" and hasattr(select, "poll")
 
 
 def _worker_main(conn: Connection, func: Callable[[Any], Any], initializer: Callable[..., None] | None,
@@ -59,6 +62,12 @@ class _Worker:
     ready_at: float | None = None
     last_finish: float | None = None
     queue: deque[tuple[int, Any, float]] = field(default_factory=deque)  # (seq, item, sent at)
+    poller: Any = None  # select.poll() on this worker's pipe (POSIX)
+
+    def __post_init__(self) -> None:
+        if _POSIX:
+            self.poller = select.poll()
+            self.poller.register(self.conn.fileno(), select.POLLIN)
 
     def head_started(self) -> float | None:
         """When the item at the head of the queue started running, if it has."""
@@ -161,8 +170,10 @@ class BudgetPool:
         retry: deque[tuple[int, Any]] = deque()  # handed out again after their worker was replaced
         done: dict[int, Any] = {}
         next_seq = next_out = 0
-        while True:
-            # 1. Hand out work: retried items first, then new ones within the window.
+
+        def fill() -> None:
+            """Hand out work: retried items first, then new ones within the window."""
+            nonlocal exhausted, next_seq
             for w in list(self._workers):
                 while len(w.queue) < PER_WORKER:
                     if retry:
@@ -185,10 +196,17 @@ class BudgetPool:
                         w.queue.pop()  # never sent: not this item's fault
                         retry.appendleft((seq, item))
                         w = self._crashed(w, retry, done)
-            # 2. Give back what is finished, in order.
+
+        while True:
+            fill()
+            # 2. Give back what is finished, in order; between two, keep the workers fed (the caller
+            # may take a while with each result).
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
+                for w in self._ready(0.0):
+                    self._drain(w, retry, done)
+                fill()
             if exhausted and not retry and not any(w.queue for w in self._workers):
                 return
             # 3. Wait for results, or for the next deadline.
@@ -200,8 +218,7 @@ class BudgetPool:
                     deadline = min(deadline, started + self.budget)
                 elif w.ready_at is None:
                     deadline = min(deadline, w.started + STARTUP_SECONDS)
-            ready = wait([w.conn for w in self._workers], timeout=max(0.0, deadline - now))
-            for w in [w for w in self._workers if w.conn in ready]:
+            for w in self._ready(max(0.0, deadline - now)):
                 self._drain(w, retry, done)
             # 4. Over budget: kill and replace, after reading anything it may just have finished.
             now = time.monotonic()
@@ -220,6 +237,23 @@ class BudgetPool:
                     self._requeue(w, retry)
                     self._replace(w)
 
+    def _ready(self, timeout: float) -> list[_Worker]:
+        """Workers with something to read, waiting up to ``timeout`` seconds for one."""
+        if _POSIX:  # one poll object for the pool: multiprocessing's wait() builds a selector per call
+            by_fd = {w.conn.fileno(): w for w in self._workers}
+            poller = select.poll()
+            for fd in by_fd:
+                poller.register(fd, select.POLLIN)
+            return [by_fd[fd] for fd, _ in poller.poll(timeout * 1000)]
+        conns = wait([w.conn for w in self._workers], timeout=timeout)
+        return [w for w in self._workers if w.conn in conns]
+
+    @staticmethod
+    def _readable(w: _Worker) -> bool:
+        if _POSIX:
+            return bool(w.poller.poll(0))
+        return w.conn.poll()
+
     def _send(self, w: _Worker, seq: int, item: Any) -> bool:
         w.queue.append((seq, item, time.monotonic()))
         try:
@@ -231,7 +265,7 @@ class BudgetPool:
     def _drain(self, w: _Worker, retry: deque[tuple[int, Any]], done: dict[int, Any]) -> _Worker:
         """Read every result ``w`` has sent; replace it if it died. Returns the worker now in its slot."""
         try:
-            while w.conn.poll():
+            while self._readable(w):
                 seq, result, finished = w.conn.recv()
                 if seq == "ready":
                     w.ready_at = finished
