@@ -147,7 +147,16 @@ def m_pdf_bomb(rng: random.Random, spec: Any, raw: bytes) -> tuple[str, bytes]:
     bomb = bomb_pdf(rng.choice([16, 200, 1000]))
     if rng.random() < 0.05:  # saved alone, named like a certificate: its text is extracted
         return "|" + mailgen.pdf_filename(spec), bomb
+    # The bomb's base64 put in place of the certificate's own PDF (encoding it again each time is slow).
+    small = mailgen._pdf_base64(mailgen.make_pdf(spec, size=4_000), "\r\n")
+    if len(bomb) not in _BASE64:
+        _BASE64[len(bomb)] = mailgen._pdf_base64(bomb, "\r\n")
+    if small in raw:
+        return ".eml", raw.replace(small, _BASE64[len(bomb)])
     return ".eml", mailgen.make_message(spec, pdf=bomb)
+
+
+_BASE64: dict[int, bytes] = {}
 
 
 def m_whitespace_storm(rng: random.Random, spec: Any, raw: bytes) -> tuple[str, bytes]:
