@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helper.index.budget import parse_budget, parse_within_budget
 from helper.index.store import BlobStore, FileState, Store
 from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
 from helper.parse.trust import RECHECK_REASONS, TrustPolicy
@@ -25,7 +26,8 @@ from helper.sources.files import (
     PDF,
     Found,
     discover,
-    mbox_messages,
+    mbox_spans,
+    read_mbox_message,
     starts_message,
     tail_fingerprint,
 )
@@ -37,8 +39,8 @@ COMMIT_EVERY_SECONDS = 2.0
 IN_PROGRESS = -1  # file size recorded while a file is only partly read
 ERROR = "error"  # an item standing for a file that could not be read
 MAX_READ = 50 * 1024 * 1024
-
-
+#: Items carrying more bytes than this are only sent to an idle worker (see ``helper.index.pool``).
+SMALL_ITEM_BYTES = 16 * 1024
 @dataclass
 class Item:
     """One unit of parsing work: a whole file, or one message cut from an mbox."""
@@ -46,7 +48,7 @@ class Item:
     path: str
     kind: str
     item: str = ""  # "" for a whole file, "@offset" for an mbox message
-    data: bytes | None = None  # message bytes for mbox messages; workers read files themselves
+    data: bytes | None = None  # error detail; workers read files (and mbox messages) themselves
     size: int = 0
 
 
@@ -99,7 +101,9 @@ def process_item(item: Item) -> Result:
             # Any other PDF (an invoice in Downloads) is not even read, however big.
             return Result(item, [Outcome("ignored")])
         data = item.data
-        if data is None:
+        if data is None and item.kind == MBOX:
+            data = read_mbox_message(item.path, int(item.item[1:]), int(item.item[1:]) + item.size)
+        elif data is None:
             with open(item.path, "rb") as fh:
                 data = fh.read(MAX_READ + 1)
             if len(data) > MAX_READ:
@@ -240,7 +244,7 @@ class Ingester:
         bar = Progress(total_bytes, enabled=progress)
         items = self._items(plan)
         use_pool = self.workers > 1 and (len(plan) >= POOL_MIN_ITEMS or total_bytes > 20 * 1024 * 1024)
-        results = self._parallel(items) if use_pool else self._inline(items)
+        results = self._parallel(items, self.workers if use_pool else 1)
         defer_before_ns = (
             time.time_ns() - int(defer_partial_seconds * 1e9) if defer_partial_seconds is not None else None
         )
@@ -281,8 +285,8 @@ class Ingester:
         for found, offset in plan:
             if found.kind == MBOX:
                 try:
-                    for msg in mbox_messages(found.path, offset):
-                        yield Item(found.path, MBOX, f"@{msg.start}", msg.data, msg.end - msg.start)
+                    for start, end in mbox_spans(found.path, offset):
+                        yield Item(found.path, MBOX, f"@{start}", None, end - start)
                 except (OSError, ValueError) as exc:
                     yield Item(found.path, ERROR, f"@{offset}", str(exc).encode("utf-8", "replace"), 0)
                 # Marks the end of the file for the committer.
@@ -295,18 +299,25 @@ class Ingester:
         for item in items:
             yield Result(item, []) if item.item == "end" else process_item(item)
 
-    def _parallel(self, items: Iterable[Item]) -> Generator[Result, None, None]:
-        import multiprocessing
+    def _parallel(self, items: Iterable[Item], workers: int) -> Generator[Result, None, None]:
+        """Parse in worker processes, each message within the parse-time budget (even a run of one
+        message: a hostile one is stopped, not waited for)."""
+        from helper.index.pool import BudgetPool, PoolBroken
 
-        method = self.start_method or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        ctx = multiprocessing.get_context(method)
+        budget = parse_budget()
         try:
-            pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted))
-        except (OSError, RuntimeError):  # no worker processes to be had: read in this process
+            pool = BudgetPool(
+                workers, _process_or_mark, budget=budget,
+                on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
+                on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
+                initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted),
+                start_method=self.start_method, small=_small_item,
+            )
+        except PoolBroken:  # no worker processes to be had: read in this process
             yield from self._inline(items)
             return
         with pool:
-            yield from pool.imap(_process_or_mark, items, chunksize=16)
+            yield from pool.imap(items)
 
     def _store_results(
         self,
@@ -417,6 +428,16 @@ def _process_or_mark(item: Item) -> Result:
     return Result(item, []) if item.item == "end" else process_item(item)
 
 
+def _small_item(item: Item) -> bool:
+    return item.data is None or len(item.data) <= SMALL_ITEM_BYTES
+
+
+def _given_up(item: Item, reason: str, detail: str) -> Result:
+    """The result of a message whose worker was stopped (over budget) or died while parsing it."""
+    item.data = None
+    return Result(item, [Outcome("quarantined", reason=reason, detail=detail)])
+
+
 def _source_name(kind: str) -> str:
     return {EML: "eml", MBOX: "mbox", MAILDIR: "maildir", PDF: "pdf"}.get(kind, kind)
 
@@ -448,10 +469,7 @@ def ingest_message(
     if len(raw) > MAX_READ:
         outcomes = [Outcome("quarantined", reason="too_large", detail=f"message > {MAX_READ} octets")]
     else:
-        try:
-            outcomes = parse_message(raw, ParseConfig(trust=TrustPolicy.of(trusted)))
-        except Exception as exc:  # noqa: BLE001 - never let one message break the service
-            outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
+        outcomes = parse_within_budget(raw, TrustPolicy.of(trusted))
     answers: list[MessageOutcome] = []
     with store.transaction():
         for outcome in outcomes:

@@ -28,12 +28,31 @@ PDF_MAGIC = b"%PDF-"
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
+_BLANK_LINES = re.compile(rb"(?:[ \t]*+\r?\n)*+")
+
+
 def _looks_like_mail(raw: bytes) -> bool:
     start = 0
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
         start = len(raw) if nl < 0 else nl + 1
     return _HEADER_LINE.match(raw, start) is not None
+
+
+def _without_leading_blank_lines(raw: bytes) -> tuple[bytes, bool]:
+    """``raw`` without the blank lines before its header (after an mbox ``From `` line, if any).
+
+    Mail saved by hand or cut from a mailbox often starts with a blank line; a mail tool reads the
+    header that follows. Returns the bytes to parse and whether any blank line was removed.
+    """
+    start = 0
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        start = len(raw) if nl < 0 else nl + 1
+    end = _BLANK_LINES.match(raw, start).end()
+    if end == start:
+        return raw, False
+    return raw[end:], True
 _RFC822 = re.compile(rb"message/rfc822", re.I)
 
 
@@ -92,7 +111,11 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     forwards as a ``message/rfc822`` attachment. A message with none gives a single
     ``ignored`` outcome; an unreadable one a single ``quarantined`` outcome.
     """
+    raw, had_blank_lines = _without_leading_blank_lines(raw)
     if not _looks_like_mail(raw):
+        if had_blank_lines or not raw.strip():
+            # An empty message, or an mbox entry with an empty header: nothing that could be a certificate.
+            return [Outcome("ignored")]
         return [Outcome("quarantined", reason="not_a_message",
                         detail="le fichier ne commence pas par des en-têtes de courriel")]
     try:
@@ -196,8 +219,8 @@ def _body_fields(text: str) -> dict[str, str]:
 def _certificate_outcome(message: Part, subject: str, fields: dict[str, str] | None) -> Outcome:
     if fields is None:
         fields = _body_fields(_body_text(message))
-    sm = sidep.SUBJECT_RE.match(subject)
-    subj = {k: v.strip() for k, v in sm.groupdict().items()} if sm else {}
+    sm = sidep.parse_subject(subject)
+    subj = sm or {}
     pdf_part = _pdf_part(message)
     name_fields: dict[str, str] = {}
     if pdf_part is not None and pdf_part.filename:

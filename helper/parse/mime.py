@@ -18,6 +18,9 @@ from urllib.parse import unquote_to_bytes
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 MAX_DEPTH = 100
 MAX_PARTS = 10_000
+#: Header limits (as Dovecot bounds a header): physical lines, and bytes, of one header block.
+MAX_HEADER_LINES = 10_000
+MAX_HEADER_BYTES = 1024 * 1024
 
 
 class MimeError(Exception):
@@ -30,6 +33,7 @@ class MimeError(Exception):
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_EMPTY_HEADER = re.compile(rb"\r?\n")  # an entity that starts with its blank line has no header
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*(.*)$")
 
 
@@ -40,22 +44,32 @@ def _decode_header_bytes(value: bytes) -> str:
         return value.decode("cp1252", errors="replace")
 
 
-def split_headers(raw: bytes) -> tuple[dict[str, str], int]:
+def split_headers(raw: bytes, begin: int = 0, end: int | None = None) -> tuple[dict[str, str], int]:
     """Parse the header block. Returns (lower-case name → unfolded raw value, body offset).
 
+    ``begin``/``end`` read the entity at ``raw[begin:end]`` without copying it; the body offset
+    returned is then an offset in ``raw``.
+
     The first occurrence of a header wins. A leading mbox ``From `` line (as Thunderbird may
-    leave it) is skipped.
+    leave it) is skipped. A header block over :data:`MAX_HEADER_LINES` lines or
+    :data:`MAX_HEADER_BYTES` bytes raises :class:`MimeError` ``too_many_headers``.
     """
-    start = 0
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
-        start = len(raw) if nl < 0 else nl + 1
-    m = _HEADER_END.search(raw, start)
+    end = len(raw) if end is None else end
+    start = begin
+    if raw.startswith(b"From ", begin, end):
+        nl = raw.find(b"\n", begin, end)
+        start = end if nl < 0 else nl + 1
+    # The end of the header is only looked for within the limit (plus its own blank line).
+    m = _EMPTY_HEADER.match(raw, start, end) or _HEADER_END.search(raw, start, min(end, start + MAX_HEADER_BYTES + 4))
     if m is None:
         # Headers only (or a message cut inside its headers).
-        block, body_at = raw[start:], len(raw)
+        block, body_at = raw[start:end], end
     else:
         block, body_at = raw[start : m.start()], m.end()
+    if len(block) > MAX_HEADER_BYTES:
+        raise MimeError("too_many_headers", f"en-tête de plus de {MAX_HEADER_BYTES // 1024} Ko")
+    if block.count(b"\n") >= MAX_HEADER_LINES:
+        raise MimeError("too_many_headers", f"en-tête de plus de {MAX_HEADER_LINES} lignes")
     headers: dict[str, str] = {}
     name: bytes | None = None
     value: list[bytes] = []
@@ -200,8 +214,10 @@ def _percent_decode(text: str) -> bytes:
     return unquote_to_bytes(text)
 
 
-_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
-_BARE_ADDRESS = re.compile(r"^\s*([^<>\s\"(),;:]+@[^<>\s\"(),;:]+)\s*(?:\(.*\))?\s*$")
+# Linear: the local part cannot hold ``@`` (so a run of ``a@a@a@…`` is not retried at every ``@``),
+# and the optional comment owns the whitespace after it (no two adjacent ``\s*`` over the same spaces).
+_ANGLE_ADDRESS = re.compile(r"<\s*+([^<>\s@]+@[^<>\s]+?)\s*+>")
+_BARE_ADDRESS = re.compile(r"^\s*+([^<>\s\"(),;:@]+@[^<>\s\"(),;:]++)\s*+(?:\(.*\)\s*+)?$")
 
 
 def address_of(value: str) -> str:
@@ -301,8 +317,8 @@ def _entity(raw: bytes, headers: dict[str, str], start: int, end: int, depth: in
             ih, ib = split_headers(inner)
             child = _entity(inner, ih, ib, len(inner), depth + 1, counter)
         else:
-            ih, ib = split_headers(raw[start:end])
-            child = _entity(raw, ih, start + ib, end, depth + 1, counter)
+            ih, ib = split_headers(raw, start, end)
+            child = _entity(raw, ih, ib, end, depth + 1, counter)
         part.children.append(child)
         part.truncated = child.truncated
     return part
@@ -342,8 +358,8 @@ def _split_multipart(
         if closing:
             break
         body_end = nxt[0]
-        h, b = split_headers(raw[body_start:body_end])
-        child = _entity(raw, h, body_start + b, body_end, depth + 1, counter)
+        h, b = split_headers(raw, body_start, body_end)
+        child = _entity(raw, h, b, body_end, depth + 1, counter)
         part.children.append(child)
         if child.truncated:
             part.truncated = True

@@ -18,19 +18,26 @@ KIND = "sidep-certificate"
 #: Default trusted senders; the configuration may replace this list.
 DEFAULT_TRUSTED_SENDERS: tuple[str, ...] = ("noreply.sidep@enovacom.easycrypt.fr",)
 
-#: ``[Projet SI-DEP] Certificat de test : {FINESS} | {dossier} | {Nom} | {Prénom}``
-SUBJECT_RE = re.compile(
-    r"^\s*\[\s*Projet\s+SI-?DEP\s*\]\s*Certificat\s+de\s+test\s*:?\s*"
-    r"(?P<finess>[^|]*?)\s*\|\s*(?P<dossier>[^|]*?)\s*\|\s*(?P<last_name>[^|]*?)\s*\|\s*(?P<first_name>.*?)\s*$",
-    re.I | re.S,
+#: ``[Projet SI-DEP] Certificat de test : {FINESS} | {dossier} | {Nom} | {Prénom}``: the fixed
+#: start only. The four fields are cut on ``|`` and stripped in Python (:func:`parse_subject`); every
+#: quantifier here is possessive, so matching is linear whatever the subject (no backtracking).
+SUBJECT_PREFIX_RE = re.compile(
+    r"\s*+\[\s*+Projet\s++SI-?DEP\s*+\]\s*+Certificat\s++de\s++test\s*+(?::\s*+)?",
+    re.I,
 )
 
-#: A cheap test run on every subject before the full pattern.
-SUBJECT_MARKER = re.compile(r"Certificat\s+de\s+test", re.I)
+#: Longer subjects are not certificate subjects (a real one is under 200 characters); bounding the
+#: length bounds the work spent on a hostile one.
+MAX_SUBJECT_CHARS = 2000
+
+#: A cheap test run on every subject before the full parse.
+SUBJECT_MARKER = re.compile(r"Certificat\s++de\s++test", re.I)
 
 #: Attachment / saved file name: ``{FINESS}_{dossier}_{NOM}_{Prénom}.pdf`` (browsers may add `` (1)``).
+#: Bounded to 255 characters (a file name's limit) by the leading look-ahead, so the lazy groups
+#: below cost at most a constant however long a hostile attachment name is.
 FILENAME_RE = re.compile(
-    r"^(?P<finess>(?:\d{2}|2[AB])\d{7})_(?P<dossier>[A-Za-z0-9\-]+)_(?P<last_name>.+?)_(?P<first_name>[^_]+?)"
+    r"^(?=(?s:.){1,255}\Z)(?P<finess>(?:\d{2}|2[AB])\d{7})_(?P<dossier>[A-Za-z0-9\-]+)_(?P<last_name>.+?)_(?P<first_name>[^_]+?)"
     r"(?:\s*\(\d+\))?\.pdf$",
     re.I,
 )
@@ -76,5 +83,25 @@ def field_for_label(label: str) -> str | None:
     return _LABELS.get(key)
 
 
+def parse_subject(subject: str) -> dict[str, str] | None:
+    """The four fields of a certificate subject (stripped), or None when it is not one.
+
+    Linear time: one possessive prefix match, then three cuts on ``|`` (the first name may hold
+    further ``|``, as before).
+    """
+    if len(subject) > MAX_SUBJECT_CHARS or SUBJECT_MARKER.search(subject) is None:
+        return None
+    m = SUBJECT_PREFIX_RE.match(subject)
+    if m is None:
+        return None
+    parts = subject[m.end() :].split("|", 3)
+    if len(parts) < 4:
+        return None
+    return {name: value.strip() for name, value in zip(_SUBJECT_FIELDS, parts, strict=True)}
+
+
+_SUBJECT_FIELDS = ("finess", "dossier", "last_name", "first_name")
+
+
 def is_certificate_subject(subject: str) -> bool:
-    return SUBJECT_MARKER.search(subject) is not None and SUBJECT_RE.match(subject) is not None
+    return parse_subject(subject) is not None

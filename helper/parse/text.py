@@ -6,6 +6,7 @@ Nothing here knows about SI-DEP; the format-specific vocabulary lives in ``helpe
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import re
 import unicodedata
@@ -158,18 +159,56 @@ def outcome_of(result: str) -> str:
 
 # --- HTML ----------------------------------------------------------------------------------------
 
-_HTML_DROP = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.S | re.I)
-_HTML_BREAK = re.compile(r"<\s*(br|/p|p|/div|div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*>", re.I)
-_HTML_CELL = re.compile(r"<\s*/t[dh]\s*>", re.I)
-_HTML_TAG = re.compile(r"<[^>]*>")
+_HIDDEN = ("script", "style", "head")
+_HTML_DROP_CLOSE = {name: re.compile(rf"</{name}\s*+>", re.I) for name in _HIDDEN}
+
+
+@functools.lru_cache(maxsize=8)
+def _opening(names: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(rf"<({'|'.join(names)})\b", re.I)
+
+
+_HTML_BREAK = re.compile(r"<\s*+(br|/p|p|/div|div|/tr|/li|/h[1-6]|/table|hr)\b[^>]*+>", re.I)
+_HTML_CELL = re.compile(r"<\s*+/t[dh]\s*+>", re.I)
+_HTML_TAG = re.compile(r"<[^>]*+>")
 _SPACES = re.compile(r"[ \t\u00a0\u202f]+")
 
 
+def _drop_hidden(markup: str) -> str:
+    """``<script>``, ``<style>`` and ``<head>`` elements removed, in one left-to-right pass.
+
+    An element with no closing tag is left as it is (its tags are stripped later). Once a closing
+    tag is known to be absent after some point, it is never searched for again: linear time even
+    for thousands of unclosed ``<script`` (a regex with a lazy ``.*?`` would rescan the rest each time).
+    """
+    out: list[str] = []
+    pos = start = 0
+    names = _HIDDEN
+    while names:
+        m = _opening(names).search(markup, start)
+        if m is None:
+            break
+        name = m.group(1).lower()
+        close = _HTML_DROP_CLOSE[name].search(markup, m.end())
+        if close is None:  # never closed from here on: stop looking for this element
+            names = tuple(n for n in names if n != name)
+            start = m.start()
+            continue
+        out.append(markup[pos : m.start()])
+        pos = start = close.end()
+    out.append(markup[pos:])
+    return "".join(out)
+
+
 def html_to_text(markup: str) -> str:
-    """Readable text of an HTML body: block tags become line breaks, entities are decoded."""
-    markup = _HTML_DROP.sub("", markup)
-    markup = _HTML_BREAK.sub("\n", markup)
-    markup = _HTML_CELL.sub(" ", markup)
-    markup = _HTML_TAG.sub("", markup)
+    """Readable text of an HTML body: block tags become line breaks, entities are decoded.
+
+    Linear time: tags are only looked for before the last ``>`` (after it none can close), so no
+    ``<`` ever makes a pattern scan to the end of the text and fail.
+    """
+    markup = _drop_hidden(markup)
+    for pattern, replacement in ((_HTML_BREAK, "\n"), (_HTML_CELL, " "), (_HTML_TAG, "")):
+        last = markup.rfind(">") + 1
+        markup = pattern.sub(replacement, markup[:last]) + markup[last:]
     text = html.unescape(markup)
     return "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines())

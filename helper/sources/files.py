@@ -187,12 +187,37 @@ def mbox_messages(path: str, offset: int = 0) -> Iterator[MboxMessage]:
                 starts.insert(0, offset)
             for i, start in enumerate(starts):
                 end = starts[i + 1] if i + 1 < len(starts) else size
-                chunk = mm[start:end]
-                nl = chunk.find(b"\n")
-                body = chunk[nl + 1 :] if chunk.startswith(b"From ") and nl >= 0 else chunk
-                if b">From " in body:
-                    body = _ESCAPED_FROM.sub(rb"\1", body)
-                yield MboxMessage(start, end, body)
+                yield MboxMessage(start, end, _message_bytes(mm[start:end]))
+
+
+def mbox_spans(path: str, offset: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) of each message of an mbox file from ``offset``, as :func:`mbox_messages` cuts
+    them, without reading the messages: :func:`read_mbox_message` reads one (in a worker)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size <= offset:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            starts = [m.start() for m in _separators(mm, offset, size)]
+    if not starts or starts[0] != offset:
+        starts.insert(0, offset)
+    for i, start in enumerate(starts):
+        yield start, starts[i + 1] if i + 1 < len(starts) else size
+
+
+def read_mbox_message(path: str, start: int, end: int) -> bytes:
+    """The message at ``[start, end)`` of an mbox file: its From_ line removed, ``>From`` unescaped."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        return _message_bytes(fh.read(end - start))
+
+
+def _message_bytes(chunk: bytes) -> bytes:
+    nl = chunk.find(b"\n")
+    body = chunk[nl + 1 :] if chunk.startswith(b"From ") and nl >= 0 else chunk
+    if b">From " in body:
+        body = _ESCAPED_FROM.sub(rb"\1", body)
+    return body
 
 
 def _separators(mm: mmap.mmap, offset: int, size: int) -> Iterator[re.Match[bytes]]:
