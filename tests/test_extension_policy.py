@@ -1,0 +1,75 @@
+"""Values set by IT through Chromium policy win: the ``3rdparty`` managed configuration of the extension.
+
+/etc/chromium/policies/managed/<file>.json holds ``{"3rdparty": {"extensions": {"<fixed id>": {...}}}}``
+(what packaging/policies/ ships for Linux; Windows reads the same under
+HKLM\\Software\\Policies\\Chromium|Google\\Chrome|Microsoft\\Edge\\3rdparty\\extensions\\<id>\\policy).
+The file is machine-wide: written under a lock and removed after the test. The extension reads it as
+``storage.managed``: the managed address and site win over the user's and are read-only in the options
+page; the token still comes from the pairing host (declared in the profile, as in
+test_extension_pairing.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import browser
+import pytest
+from pairingenv import SITE, Helper, declare_host, results, running_helper
+from syslock import file_lock
+
+from helper.extension_ids import CHROMIUM_ID
+
+POLICY_DIR = Path("/etc/chromium/policies/managed")
+POLICY_LOCK = Path(tempfile.gettempdir()) / "sidep-test-chromium-policy.lock"
+
+
+@pytest.fixture(scope="module")
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helper]:
+    with running_helper(tmp_path_factory.mktemp("policy")) as service:
+        yield service
+
+
+def test_managed_address_and_site_win_and_are_read_only(tmp_path: Path, helper: Helper) -> None:
+    browser.ensure_chromium()
+    extension = browser.build_extension()
+    profile = tmp_path / "profile"
+    declare_host(profile, helper.home)
+    policy = POLICY_DIR / f"sidep-helper-test-{os.getpid()}.json"
+    values = {"helperUrl": helper.url, "site": SITE}
+    with file_lock(POLICY_LOCK):
+        POLICY_DIR.mkdir(parents=True, exist_ok=True)
+        policy.write_text(json.dumps({"3rdparty": {"extensions": {CHROMIUM_ID: values}}}), encoding="utf-8")
+        try:
+            with browser.extension_browser(extension, user_data_dir=profile) as (context, extension_id):
+                context.set_default_timeout(20_000)
+                page = context.new_page()
+                page.goto(browser.extension_url(extension_id, "src/options/options.html"))
+                page.wait_for_selector("body[data-ready]")
+                assert page.evaluate("chrome.storage.managed.get(null)") == values
+                # the user's own (wrong) address loses to IT's
+                page.evaluate("chrome.storage.local.set({helperUrl: 'http://127.0.0.1:9', site: '130000000'})")
+                page.reload()
+                page.wait_for_selector("body[data-ready]")
+                assert page.input_value("#helperUrl") == helper.url
+                assert page.input_value("#site") == SITE
+                assert page.evaluate("document.getElementById('helperUrl').readOnly")
+                assert page.evaluate("document.getElementById('site').readOnly")
+                assert not page.evaluate("document.getElementById('token').readOnly")
+                for key in ("helperUrl", "site"):
+                    badge = page.locator(f'[data-key="{key}"] .managed')
+                    assert badge.is_visible() and badge.text_content() == "fixé par votre service informatique"
+                page.close()
+                panel = context.new_page()
+                panel.goto(browser.extension_url(extension_id, "src/panel/popup.html"))
+                panel.wait_for_selector("body[data-ready]")
+                assert panel.get_attribute("#message", "data-code") is None, panel.text_content("#message-text")
+                assert panel.is_visible("#site-filter") and SITE in panel.text_content("#only-site-label")
+                assert results(panel) == ["APPAIRE"], "only the managed site's certificates"
+                panel.close()
+        finally:
+            policy.unlink(missing_ok=True)
