@@ -87,15 +87,20 @@ def running_helper(base: Path) -> Iterator[Helper]:
         service.stop()
 
 
-def declare_host(profile: Path, home: Path) -> Path:
-    """The host manifest in the profile's NativeMessagingHosts, pointing at a wrapper with the test's env."""
-    wrapper = profile.parent / "sidep-helper-pairing"
-    wrapper.write_text(
+def write_wrapper(path: Path, home: Path) -> Path:
+    """What ``sidep-helper-pairing`` is for a user, with the test's data folder and source tree."""
+    path.write_text(
         "#!/bin/sh\n"
         f"export SIDEP_HELPER_HOME='{home}'\n"
         f"export PYTHONPATH='{ROOT}'\n"
         f"exec '{sys.executable}' -m helper.service.pairing \"$@\"\n", encoding="utf-8")
-    wrapper.chmod(0o755)
+    path.chmod(0o755)
+    return path
+
+
+def declare_host(profile: Path, home: Path) -> Path:
+    """The host manifest in the profile's NativeMessagingHosts, pointing at a wrapper with the test's env."""
+    wrapper = write_wrapper(profile.parent / "sidep-helper-pairing", home)
     folder = profile / "NativeMessagingHosts"
     folder.mkdir(parents=True)
     path = folder / f"{nativehosts.HOST_NAME}.json"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import browser
 import pytest
+from conftest import ROOT
 from pairingenv import SITE, Helper, declare_host, results, running_helper
 from syslock import file_lock
 
@@ -40,10 +41,15 @@ def test_managed_address_and_site_win_and_are_read_only(tmp_path: Path, helper: 
     profile = tmp_path / "profile"
     declare_host(profile, helper.home)
     policy = POLICY_DIR / f"sidep-helper-test-{os.getpid()}.json"
-    values = {"helperUrl": helper.url, "site": SITE}
+    # the 3rdparty part of the shipped template (its ExtensionSettings would fetch a .crx from the intranet)
+    template = json.loads((ROOT / "packaging/policies/chrome-edge/linux/sidep-helper.json").read_text("utf-8"))
+    document = {"3rdparty": template["3rdparty"]}
+    values = document["3rdparty"]["extensions"][CHROMIUM_ID]
+    assert values["site"] == SITE
+    values["helperUrl"] = helper.url  # the template says the default port; this helper has its own
     with file_lock(POLICY_LOCK):
         POLICY_DIR.mkdir(parents=True, exist_ok=True)
-        policy.write_text(json.dumps({"3rdparty": {"extensions": {CHROMIUM_ID: values}}}), encoding="utf-8")
+        policy.write_text(json.dumps(document), encoding="utf-8")
         try:
             with browser.extension_browser(extension, user_data_dir=profile) as (context, extension_id):
                 context.set_default_timeout(20_000)
