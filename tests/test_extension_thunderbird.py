@@ -236,7 +236,7 @@ def test_new_certificates_over_imap_are_pushed_on_arrival(tmp_path: Path, helper
 
 def test_the_add_on_pairs_and_pushes_new_mail_with_no_token_configured(tmp_path: Path, helper: Helper,
                                                                        addon_dir: Path, mailbox: Any) -> None:
-    """No policy, no token typed: the pairing host declared in ``~/.mozilla/native-messaging-hosts`` (the
+    """No token nor address anywhere (policy or settings): the pairing host declared in ``~/.mozilla/native-messaging-hosts`` (the
     HOME Thunderbird runs with) gives the add-on the helper's address and token."""
     from pairingenv import write_wrapper
 
@@ -246,9 +246,10 @@ def test_the_add_on_pairs_and_pushes_new_mail_with_no_token_configured(tmp_path:
     first = recent_spec(rng)
     mailbox.deliver(mailgen.make_message(first))
     profile = make_profile(tmp_path, extension_dir=addon_dir, local_mbox_messages=None,
-                           imap={"port": mailbox.imap_port, "user": mailbox.user, "password": mailbox.password})
+                           imap={"port": mailbox.imap_port, "user": mailbox.user, "password": mailbox.password},
+                           managed_settings={ADDON_ID: {"autoIndexOnStartup": False}})
     meta = json.loads((profile / thunderbird.HARNESS_FILE).read_text(encoding="utf-8"))
-    assert meta["policies"] is None, "nothing managed: no token anywhere"
+    assert "token" not in json.dumps(meta["policies"]) and "helperUrl" not in json.dumps(meta["policies"])
     hosts = Path(meta["home"]) / ".mozilla" / "native-messaging-hosts"
     hosts.mkdir(parents=True)
     wrapper = write_wrapper(tmp_path / "sidep-helper-pairing", helper.home)
