@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helper.extension_ids import CHROMIUM_ORIGINS
 from helper.parse import sidep
 from helper.parse.trust import TrustPolicy, canonical_entry
 
 APP_NAME = "sidep-helper"
 ENV_HOME = "SIDEP_HELPER_HOME"
 DEFAULT_PORT = 51789
+
+def _toml_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
 
 DEFAULT_CONFIG = f"""\
 # Configuration de sidep-helper.
@@ -53,12 +58,13 @@ DEFAULT_CONFIG = f"""\
 # Durée de conservation des certificats, en jours après leur intégration dans SI-DEP.
 # retention_days = 90
 
-# Origines des extensions autorisées à interroger le service,
-# par exemple "chrome-extension://abcdefghijklmnopabcdefghijklmnop" ou "moz-extension://<UUID>".
-# allowed_origins = []
+# Extensions Chrome/Edge autorisées à interroger le service (par défaut : l'extension sidep-helper,
+# identifiant fixe). Les extensions Firefox et Thunderbird (moz-extension://<UUID>, UUID tiré au hasard
+# par profil) sont acceptées dès que l'origine est bien formée : le jeton les protège.
+# allowed_origins = {_toml_list(CHROMIUM_ORIGINS)}
 
-# Accepter toute extension Chrome/Edge/Firefox/Thunderbird (schémas chrome-extension:// et moz-extension://).
-# allow_any_extension_origin = true
+# Accepter toute extension Chrome/Edge (n'importe quel identifiant chrome-extension://) : déconseillé.
+# allow_any_extension_origin = false
 
 # Noms des sites affichés à côté de leur FINESS géographique.
 # [sites]
@@ -82,8 +88,8 @@ class Settings:
     watch_downloads: bool = True
     watch_thunderbird: bool = True
     printer: str = ""
-    allowed_origins: frozenset[str] = frozenset()
-    allow_any_extension_origin: bool = True
+    allowed_origins: frozenset[str] = frozenset(CHROMIUM_ORIGINS)
+    allow_any_extension_origin: bool = False
     sites: dict[str, str] = field(default_factory=dict)
 
     def in_force(self) -> dict[str, Any]:

@@ -143,17 +143,19 @@ def prepare_extension(dest: Path, extra_matches: Sequence[str] = (), source: Pat
 _RUNNING: dict[int, tuple[Any, Path]] = {}
 
 
-def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000) -> tuple[Any, str]:
+def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
+           user_data_dir: Path | None = None) -> tuple[Any, str]:
     """Start headless Chromium with the unpacked extension; returns ``(context, extension_id)``.
 
     The browser speaks ``lang`` (the extension's strings follow the browser's language). End it
-    with ``close(context)``.
+    with ``close(context)``, which removes the profile (``user_data_dir``, prepared by the caller —
+    for instance with ``NativeMessagingHosts/`` — or a fresh temporary folder).
     """
     from playwright.sync_api import sync_playwright
 
     extension_dir = Path(extension_dir).resolve()
     chromium = ensure_chromium()
-    profile = Path(tempfile.mkdtemp(prefix="sidep-chromium-"))
+    profile = Path(user_data_dir) if user_data_dir else Path(tempfile.mkdtemp(prefix="sidep-chromium-"))
     playwright = sync_playwright().start()
     try:
         context = playwright.chromium.launch_persistent_context(

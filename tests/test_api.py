@@ -17,13 +17,14 @@ from conftest import free_port
 
 from helper import __version__
 from helper.config import Settings
+from helper.extension_ids import CHROMIUM_ORIGINS
 from helper.index.ingest import Ingester
 from helper.index.store import Store
 from helper.service.api import make_app
 from helper.service.audit import Audit
 from helper.service.token import read_or_create
 
-EXT = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+EXT = CHROMIUM_ORIGINS[0]  # the default allowed_origins: the fixed Chrome/Edge id
 
 
 
@@ -246,6 +247,18 @@ async def test_origins(api: Api) -> None:
         assert resp.status == 200
         assert resp.headers["Access-Control-Allow-Origin"] == origin
         assert resp.headers["Vary"] == "Origin"
+
+
+async def test_default_origins_are_the_fixed_id_and_well_formed_moz_extensions(api: Api) -> None:
+    assert api.settings.allowed_origins == frozenset(CHROMIUM_ORIGINS)
+    assert api.settings.allow_any_extension_origin is False
+    for origin in ("chrome-extension://zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+                   "moz-extension://not-a-uuid", "moz-extension://0c4d4c6b-6d8a-4b8e-9a7a-2b1f5f6f7a10/x",
+                   "moz-extension://0C4D4C6B-6D8A-4B8E-9A7A-2B1F5F6F7A10x"):
+        resp = await api.client.get("/api/v1/health", headers={"Origin": origin})
+        assert resp.status == 403, origin
+    ok = await api.client.get("/api/v1/health", headers={"Origin": "moz-extension://0c4d4c6b-6d8a-4b8e-9a7a-2b1f5f6f7a10"})
+    assert ok.status == 200
 
 
 async def test_only_configured_origins_when_any_extension_is_off(api: Api) -> None:

@@ -232,3 +232,36 @@ def test_new_certificates_over_imap_are_pushed_on_arrival(tmp_path: Path, helper
     assert counts["certificates"] == 3, counts
     assert spoof_hits == 0, "a look-alike from an untrusted sender is never a certificate"
     print(f"\n2 new certificates pushed {elapsed:.1f} s after they reached the IMAP inbox")
+
+
+def test_the_add_on_pairs_and_pushes_new_mail_with_no_token_configured(tmp_path: Path, helper: Helper,
+                                                                       addon_dir: Path, mailbox: Any) -> None:
+    """No token nor address anywhere (policy or settings): the pairing host declared in ``~/.mozilla/native-messaging-hosts`` (the
+    HOME Thunderbird runs with) gives the add-on the helper's address and token."""
+    from pairingenv import write_wrapper
+
+    from helper.service import nativehosts
+
+    rng = random.Random(4711)
+    first = recent_spec(rng)
+    mailbox.deliver(mailgen.make_message(first))
+    profile = make_profile(tmp_path, extension_dir=addon_dir, local_mbox_messages=None,
+                           imap={"port": mailbox.imap_port, "user": mailbox.user, "password": mailbox.password},
+                           managed_settings={ADDON_ID: {"autoIndexOnStartup": False}})
+    meta = json.loads((profile / thunderbird.HARNESS_FILE).read_text(encoding="utf-8"))
+    assert "token" not in json.dumps(meta["policies"]) and "helperUrl" not in json.dumps(meta["policies"])
+    hosts = Path(meta["home"]) / ".mozilla" / "native-messaging-hosts"
+    hosts.mkdir(parents=True)
+    wrapper = write_wrapper(tmp_path / "sidep-helper-pairing", helper.home)
+    (hosts / f"{nativehosts.HOST_NAME}.json").write_text(json.dumps(nativehosts.manifest("mozilla", wrapper)),
+                                                         encoding="utf-8")
+    tb = run_thunderbird(profile, timeout=PUSH_TIMEOUT * 2 + 60)
+    try:
+        wait_for_dossiers(helper, tb, [first])
+        arriving = recent_spec(rng)
+        deliver_at_once(mailbox, [mailgen.make_message(arriving)])
+        found = wait_for_dossiers(helper, tb, [arriving])
+    finally:
+        tb.stop()
+    assert found[arriving.dossier]["first_name"] == arriving.first_name
+    assert helper.status()["counts"]["certificates"] == 2

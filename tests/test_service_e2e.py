@@ -24,7 +24,9 @@ from conftest import Cli, free_port, recent_spec, start, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from pypdf import PdfReader
 
-EXT = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+from helper.extension_ids import CHROMIUM_ORIGINS
+
+EXT = CHROMIUM_ORIGINS[0]  # the default allowed_origins: the fixed Chrome/Edge id
 
 
 

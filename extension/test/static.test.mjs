@@ -73,11 +73,12 @@ test("manifests: the files they name exist; minimal permissions", () => {
   for (const path of [...named(web), ...named(tb)]) assert.ok(existsSync(join(ROOT, path)), path);
   assert.equal(web.background.service_worker, web.background.scripts[0]);
   assert.equal(web.browser_specific_settings.gecko.id, "sidep-helper@sidep-helper.local");
-  assert.deepEqual(web.permissions, ["storage", "scripting"]);
+  assert.deepEqual(web.permissions, ["storage", "scripting", "nativeMessaging"]);
+  assert.match(web.key, /^MII[A-Za-z0-9+/]+=*$/, "the public key that fixes the Chrome/Edge id");
   assert.deepEqual(web.host_permissions, ["http://127.0.0.1/*", "http://localhost/*", "https://mailiz.mssante.fr/*"]);
   assert.equal(web.content_scripts[0].all_frames, true);
   assert.equal(tb.browser_specific_settings.gecko.strict_min_version, "128.0");
-  assert.deepEqual(tb.permissions, ["storage", "messagesRead", "accountsRead"]);
+  assert.deepEqual(tb.permissions, ["storage", "messagesRead", "accountsRead", "nativeMessaging"]);
   assert.deepEqual(tb.host_permissions, ["http://127.0.0.1/*", "http://localhost/*"]);
   assert.equal(tb.content_security_policy, undefined);
   assert.equal(web.content_security_policy, undefined);

@@ -104,10 +104,11 @@ test("helper not running: the walk stops with the French message, nothing record
   assert.equal(ext.storage.local.data.pushedMessageIds, undefined);
 });
 
-test("no token yet: the walk stops at once and says what to do", async () => {
+test("no token yet and no pairing host: the walk stops at once and says what to do", async () => {
   delete ext.storage.local.data.token;
   const answer = await ext.runtime.send({ type: "indexExisting" });
-  assert.equal(answer.data.error.code, "not_configured");
+  assert.equal(answer.data.error.code, "not_paired");
+  assert.match(answer.data.error.text, /Installez ou réparez sidep-helper/);
   assert.match(answer.data.error.text, /jeton/);
   assert.equal(answer.data.errors, 1, "one attempt, not one per message");
   assert.deepEqual(pushed, []);

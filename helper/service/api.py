@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,7 @@ log = logging.getLogger("sidep_helper.api")
 VERSION_HEADER = "X-Sidep-Helper"
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 EXTENSION_SCHEMES = ("chrome-extension://", "moz-extension://")
+MOZ_EXTENSION_ORIGIN = re.compile(r"moz-extension://[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TOKEN_PARAMS = frozenset({"token", "access_token", "auth", "authorization", "bearer", "key", "api_key"})
 
 T = TypeVar("T")
@@ -125,6 +127,8 @@ def allowed_hosts(port: int) -> frozenset[str]:
 def origin_allowed(origin: str, settings: Settings) -> bool:
     origin = origin.rstrip("/")
     if origin in settings.allowed_origins:
+        return True
+    if MOZ_EXTENSION_ORIGIN.fullmatch(origin):  # random UUID per profile: the token protects these
         return True
     if settings.allow_any_extension_origin and origin.startswith(EXTENSION_SCHEMES):
         rest = origin.split("://", 1)[1]

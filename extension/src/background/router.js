@@ -1,9 +1,10 @@
 // Helper calls made on behalf of content scripts and extension pages, through runtime messaging.
 // Shared by the webmail background (service worker / event page) and the Thunderbird one.
 
-import { HelperClient, errorMessage } from "../shared/api.js";
+import { errorMessage } from "../shared/api.js";
 import { stateLabel } from "../shared/format.js";
 import { browserTranslator } from "../shared/i18n.js";
+import { PairedHelper } from "../shared/pairing.js";
 import { loadSettings } from "../shared/settings.js";
 
 const ext = globalThis.browser ?? globalThis.chrome;
@@ -12,7 +13,7 @@ export const t = browserTranslator(ext);
 
 export async function helperClient() {
   const { values } = await loadSettings(ext.storage);
-  return { client: new HelperClient({ baseUrl: values.helperUrl, token: values.token }), settings: values };
+  return { client: new PairedHelper(ext), settings: values }; // pairs with the host when needed
 }
 
 export function base64ToBytes(text) {

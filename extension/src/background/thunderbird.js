@@ -90,7 +90,8 @@ async function pushHeader(client, header) {
 }
 
 // Failures after which pushing the next messages is pointless.
-const STOP_CODES = new Set(["helper_not_running", "other_program", "wrong_token", "not_configured", "bad_address", "forbidden"]);
+const STOP_CODES = new Set(["helper_not_running", "other_program", "wrong_token", "not_configured", "not_paired",
+  "bad_address", "forbidden"]);
 
 // --- new mail --------------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-// Options page: helper address, token (pasted), "mon site", extra webmails (browsers), indexing of
-// the existing messages (Thunderbird). Values set by IT (storage.managed) are shown read-only.
+// Options page: helper address, token (given by the pairing host, else pasted), "mon site", extra
+// webmails (browsers), indexing of the existing messages (Thunderbird). Values set by IT
+// (storage.managed) are shown read-only; a token from the pairing host shows « appairé automatiquement ».
 
-import { HelperClient, errorMessage } from "../shared/api.js";
+import { errorMessage } from "../shared/api.js";
 import { browserTranslator, localizePage } from "../shared/i18n.js";
+import { PairedHelper, pairNow, pairingState } from "../shared/pairing.js";
 import { loadSettings, normalizeWebmailOrigin, originPattern, saveSettings } from "../shared/settings.js";
 
 const ext = globalThis.messenger ?? globalThis.browser ?? globalThis.chrome;
@@ -41,6 +43,9 @@ async function fill() {
   markManaged("webmailHosts", $("webmailHosts"));
   $("autoIndexOnStartup").checked = values.autoIndexOnStartup;
   markManaged("autoIndexOnStartup", $("autoIndexOnStartup"));
+  const pairing = await pairingState(ext.storage);
+  $("paired").hidden = !pairing.paired;
+  document.body.dataset.paired = pairing.paired ? "1" : "0";
   if (!isThunderbird) await showHosts(values.webmailHosts);
   return values;
 }
@@ -117,17 +122,17 @@ async function testConnection() {
   setResult(result, t("optTesting"), "busy");
   try {
     if (!(await save())) return;
-    const { values } = await loadSettings(ext.storage);
-    const client = new HelperClient({ baseUrl: values.helperUrl, token: values.token });
+    const client = new PairedHelper(ext);
     try {
+      const status = await client.status(); // pairs first when there is no token
       const health = await client.health();
-      const status = await client.status();
       const printer = status.printer && status.printer.available
         ? t("optPrinter", [status.printer.name || ""])
         : (status.printer && status.printer.message) || "";
       setResult(result, t("optTestOk", [health.version, String(status.counts.certificates), printer]), "ok");
+      await fill(); // the token and address the pairing host may have given
     } catch (error) {
-      setResult(result, errorMessage(error, t, { url: values.helperUrl }), "error");
+      setResult(result, errorMessage(error, t, { url: client.settings ? client.settings.helperUrl : "" }), "error");
       result.dataset.code = error.code || "error";
     }
   } finally {
@@ -199,7 +204,15 @@ async function start() {
   builtInPatterns = new Set((ext.runtime.getManifest().content_scripts || []).flatMap((c) => c.matches || []));
   $("webmail-section").hidden = isThunderbird;
   $("thunderbird-section").hidden = !isThunderbird;
-  const values = await fill();
+  let values = await fill();
+  if (!values.token && !managed.has("token")) {
+    try {
+      await pairNow(ext); // the pairing host, when installed, gives the token: nothing to paste
+      values = await fill();
+    } catch {
+      // no host: the token is pasted by hand (the field stays empty)
+    }
+  }
 
   $("settings").addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -6,7 +6,7 @@
 // starts a new search. Tab reaches every button.
 // Every value from the helper is written with textContent: never markup.
 
-import { HelperClient, errorMessage } from "../shared/api.js";
+import { errorMessage } from "../shared/api.js";
 import {
   debounce,
   frDate,
@@ -19,7 +19,8 @@ import {
   stateLabel,
 } from "../shared/format.js";
 import { browserTranslator, localizePage } from "../shared/i18n.js";
-import { loadSettings } from "../shared/settings.js";
+import { PairedHelper } from "../shared/pairing.js";
+import { PAIRED_KEY, loadSettings } from "../shared/settings.js";
 
 const ext = globalThis.browser ?? globalThis.chrome;
 const t = browserTranslator(ext);
@@ -42,7 +43,7 @@ let current = Promise.resolve();
 
 async function applySettings() {
   ({ values: settings } = await loadSettings(ext.storage));
-  client = new HelperClient({ baseUrl: settings.helperUrl, token: settings.token });
+  client = new PairedHelper(ext); // asks the pairing host when there is no token, or after a 401
   const siteFilter = $("site-filter");
   siteFilter.hidden = !settings.site;
   $("only-site-label").textContent = t("onlyMySite", [settings.site]);
@@ -50,14 +51,18 @@ async function applySettings() {
 
 // --- messages -------------------------------------------------------------------------------------------
 
-const SETTINGS_CODES = new Set(["wrong_token", "not_configured", "bad_address", "forbidden"]);
+const SETTINGS_CODES = new Set(["wrong_token", "not_configured", "not_paired", "bad_address", "forbidden"]);
+
+function helperUrl() {
+  return (client && client.settings && client.settings.helperUrl) || (settings ? settings.helperUrl : "");
+}
 
 function showError(error) {
   const box = $("message");
   const action = $("message-action");
   box.hidden = false;
   box.dataset.code = (error && error.code) || "error";
-  $("message-text").textContent = errorMessage(error, t, { url: settings ? settings.helperUrl : "" });
+  $("message-text").textContent = errorMessage(error, t, { url: helperUrl() });
   action.hidden = false;
   if (SETTINGS_CODES.has(error && error.code)) {
     action.textContent = t("openSettings");
@@ -189,7 +194,7 @@ async function act(li, button, work) {
   try {
     await work();
   } catch (error) {
-    feedback(li, errorMessage(error, t, { url: settings.helperUrl }), "error");
+    feedback(li, errorMessage(error, t, { url: helperUrl() }), "error");
     li.dataset.error = (error && error.code) || "error";
   } finally {
     if (button) button.disabled = false;
@@ -343,7 +348,7 @@ ext.storage.onChanged.addListener(async (changes, area) => {
   if (area !== "local" && area !== "managed") return;
   if (!["helperUrl", "token", "site"].some((k) => k in changes)) return;
   await applySettings();
-  search();
+  if (!(changes[PAIRED_KEY] && changes[PAIRED_KEY].newValue)) search(); // pairing happens within a search
 });
 
 // --- start ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 //   print_failed        502 print_failed
 //   not_found           404
 //   not_configured      no token in the settings yet
+//   not_paired          no token, and the pairing host (shared/pairing.js) is absent or refused
 //   bad_address         the helper address is not a loopback http:// address
 //   http_error          anything else (the helper's French message is kept)
 
@@ -213,6 +214,8 @@ export function errorMessage(error, t, { url = "" } = {}) {
       return t("errorWrongToken");
     case "not_configured":
       return t("errorNotConfigured");
+    case "not_paired":
+      return t("errorNotPaired");
     case "forbidden":
       return t("errorForbidden", [server]);
     case "bad_address":

@@ -17,6 +17,9 @@ export const DEFAULTS = Object.freeze({
 
 export const KEYS = Object.freeze(Object.keys(DEFAULTS));
 
+/** In storage.local: when the token in force was given by the pairing host (shared/pairing.js). */
+export const PAIRED_KEY = "pairedAt";
+
 const CLEAN = {
   helperUrl: (v) => normalizeHelperUrl(v),
   token: (v) => (typeof v === "string" ? v.trim() : null),
@@ -115,6 +118,11 @@ export async function saveSettings(changes, storage = storageApi()) {
     }
     toSave[key] = clean;
   }
-  if (errors.length === 0) await storage.local.set(toSave);
+  if (errors.length === 0) {
+    const before = await storage.local.get(["token"]);
+    await storage.local.set(toSave);
+    // a token typed by hand is no longer the one the pairing host gave
+    if ("token" in toSave && toSave.token !== (before.token ?? "")) await storage.local.remove(PAIRED_KEY);
+  }
   return { saved: toSave, errors };
 }

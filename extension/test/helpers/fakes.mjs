@@ -85,10 +85,11 @@ export function memoryStorage(initial = {}) {
 
 /**
  * The WebExtension API as a background sees it: runtime (messaging, events), storage (local,
- * managed), i18n (French), permissions, scripting; plus Thunderbird's messages, folders, accounts,
+ * managed), i18n (French), permissions, scripting, runtime.sendNativeMessage when `nativeHost` is given
+ * (the pairing host); plus Thunderbird's messages, folders, accounts,
  * messageDisplay and messageDisplayAction when `thunderbird` is given.
  */
-export function fakeExtension({ local = {}, managed = null, thunderbird = null, granted = [] } = {}) {
+export function fakeExtension({ local = {}, managed = null, thunderbird = null, granted = [], nativeHost = null } = {}) {
   const msgs = messages("fr");
   const t = makeTranslator(msgs);
   const registered = [];
@@ -100,6 +101,14 @@ export function fakeExtension({ local = {}, managed = null, thunderbird = null, 
       onStartup: event(),
       getManifest: () => ({ content_scripts: [{ matches: ["https://mailiz.mssante.fr/*"] }] }),
       getURL: (p) => `chrome-extension://test-extension/${p}`,
+      nativeCalls: [],
+      // The pairing host: nativeHost(name, message) answers (or throws: "host not found"); absent when null.
+      ...(nativeHost ? {
+        async sendNativeMessage(name, message) {
+          api.runtime.nativeCalls.push({ name, message });
+          return nativeHost(name, message);
+        },
+      } : {}),
       async send(message, sender = { id: "test-extension" }) {
         return new Promise((resolve) => {
           let answered = false;
