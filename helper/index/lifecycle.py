@@ -8,11 +8,12 @@
    in force; a later search for that dossier can say "purgé après N jours" from them, and
    nothing readable is kept. Tombstones are themselves deleted ``TOMBSTONE_DAYS`` after they
    were made (at the next purge past that);
-3. watched-file rows whose certificates are all gone: their path (which, for a PDF or an .eml
-   saved from the webmail, carries the patient's name) is replaced by its keyed hash, so an
-   unchanged file is still recognised and not read again, and no name is left;
-4. quarantine rows first seen before ``older_than`` deleted (their file rows anonymised the
-   same way), and the messages kept under ``quarantine/`` since before it removed.
+3. quarantine rows first seen before ``older_than`` deleted, and the messages kept under
+   ``quarantine/`` since before it removed;
+4. watched-file rows nothing refers to any more (no certificate read from the file, no
+   quarantine entry): their path (which, for a PDF or an .eml saved from the webmail, carries
+   the patient's name) is replaced by its keyed hash, so an unchanged file is still recognised
+   and not read again, and no name is left;
 
 Then, outside the transaction: PDFs no certificate uses any more removed; ``scrub``: FTS
 segments merged (``optimize``, which drops deleted entries), name words no longer indexed
@@ -137,7 +138,7 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
     db = store.db
     with store.transaction():
         rows = db.execute(
-            "SELECT id, pdf_sha256, site_finess, dossier, source_path FROM certificates "
+            "SELECT id, pdf_sha256, site_finess, dossier FROM certificates "
             "WHERE coalesce(integrated_at, sampled_at, added_at) < ?",
             (older_than,),
         ).fetchall()
@@ -157,9 +158,8 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
                 f"SELECT pdf_sha256 FROM certificates WHERE pdf_sha256 IN ({','.join('?' * len(chunk))})", chunk
             )
         }
-        paths = {r[4] for r in rows if r[4]}
-        paths.update(remove_older(store, older_than))
-        anonymised = _anonymise_files(store, paths)
+        remove_older(store, older_than)
+        anonymised = _anonymise_files(store)
         limit = (dt.date.fromisoformat(older_than) - dt.timedelta(days=TOMBSTONE_DAYS)).isoformat()
         db.execute("DELETE FROM tombstones WHERE created < ?", (limit,))
     for sha256 in hashes - still_used:
@@ -169,23 +169,22 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
     return ids
 
 
-def _anonymise_files(store: Store, paths: set[str]) -> int:
-    """Replace the path of file rows nothing refers to any more by its keyed hash."""
+def _anonymise_files(store: Store) -> int:
+    """Replace by its keyed hash the path of every file row nothing in the index refers to any more
+    (no certificate read from it, no quarantine entry): the file is still recognised, its name is gone."""
     key = store.hash_key(create=True)
     assert key is not None
-    done = 0
-    for path in sorted(paths):
-        used = store.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM certificates WHERE source_path = ?1) "
-            "OR EXISTS (SELECT 1 FROM quarantine WHERE path = ?1)",
-            (path,),
-        ).fetchone()[0]
-        if used:
-            continue
+    rows = store.db.execute(
+        "SELECT path FROM files f WHERE substr(path, 1, 2) != ? "
+        "AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.source_path = f.path) "
+        "AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.path = f.path)",
+        (PATH_PREFIX,),
+    ).fetchall()
+    for (path,) in rows:
         hashed = path_key(key, path)
         store.db.execute("DELETE FROM files WHERE path = ?", (hashed,))
-        done += store.db.execute("UPDATE files SET path = ? WHERE path = ?", (hashed, path)).rowcount
-    return done
+        store.db.execute("UPDATE files SET path = ? WHERE path = ?", (hashed, path))
+    return len(rows)
 
 
 def scrub(store: Store) -> None:

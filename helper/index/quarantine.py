@@ -84,17 +84,13 @@ def enforce_cap(store: Store, max_bytes: int, keep: Path | None = None) -> int:
     return evicted
 
 
-def remove_older(store: Store, older_than: str) -> list[str]:
-    """Remove messages and rows quarantined before ``older_than`` (ISO date). Returns the paths
-    of the removed rows that point outside ``quarantine/`` (files read from watched folders)."""
-    rows = store.db.execute("SELECT DISTINCT path FROM quarantine WHERE first_seen < ?", (older_than,)).fetchall()
+def remove_older(store: Store, older_than: str) -> None:
+    """Remove messages and rows quarantined before ``older_than`` (ISO date)."""
     store.db.execute("DELETE FROM quarantine WHERE first_seen < ?", (older_than,))
     limit = dt.datetime.combine(dt.date.fromisoformat(older_than), dt.time()).timestamp()
     for mtime, _, path in _files(store.data_dir):
         if mtime < limit:
             _remove(store, path)
-    inside = str(folder(store.data_dir))
-    return [r[0] for r in rows if not r[0].startswith(inside)]
 
 
 def _remove(store: Store, path: Path) -> None:
