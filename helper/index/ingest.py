@@ -202,7 +202,6 @@ class Ingester:
         report = Report()
         self._recheck_if_senders_changed()
         known = self.store.file_signatures()
-        hashed_paths = any(p.startswith(lifecycle.PATH_PREFIX) for p in known)
         plan: list[tuple[Found, int]] = []  # (file, offset to read from)
         seen: set[str] = set()
         for found in discover(paths, known):
@@ -210,10 +209,7 @@ class Ingester:
                 continue
             seen.add(found.path)
             report.files += 1
-            signature = known.get(found.path)
-            if signature is None and hashed_paths:  # a file a purge left under its keyed hash
-                signature = known.get(self.store.file_path_key(found.path) or "")
-            if signature == (found.size, found.mtime_ns):
+            if self.store.known_signature(known, found.path) == (found.size, found.mtime_ns):
                 report.unchanged += 1
                 continue
             state = self.store.file_state(found.path) if found.kind == MBOX and found.path in known else None

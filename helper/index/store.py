@@ -296,6 +296,13 @@ class Store:
         r = self.db.execute("SELECT path, size, mtime_ns, kind, offset, tail FROM files WHERE path = ?", (path,)).fetchone()
         return FileState(r[0], r[1], r[2], r[3], r[4], r[5]) if r else None
 
+    def known_signature(self, known: dict[str, tuple[int, int]], path: str) -> tuple[int, int] | None:
+        """``path``'s entry in ``file_signatures()``, under its name or under the keyed hash a purge left."""
+        signature = known.get(path)
+        if signature is None and self.hash_key() is not None:
+            signature = known.get(self.file_path_key(path) or "")
+        return signature
+
     def file_path_key(self, path: str) -> str | None:
         """The keyed hash a purge put in place of ``path`` (None before any purge)."""
         key = self.hash_key()

@@ -546,7 +546,7 @@ class Watcher:
         roots = self._readable_roots()
         added = 0
         for found in discover([Path(f) for f in folders], known):
-            if known.get(found.path) == (found.size, found.mtime_ns) or self._stopping.is_set():
+            if store.known_signature(known, found.path) == (found.size, found.mtime_ns) or self._stopping.is_set():
                 continue
             root = next((r for r in roots if found.path.startswith(r.rstrip(os.sep) + os.sep)), None)
             target = self._target(root, found.path, False) if root else found.path
