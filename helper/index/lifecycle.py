@@ -10,7 +10,7 @@
    were made (at the next purge past that);
 3. quarantine rows first seen before ``older_than`` deleted, and the messages kept under
    ``quarantine/`` since before it removed;
-4. watched-file rows nothing refers to any more (no certificate read from the file, no
+4. .eml and PDF file rows nothing refers to any more (no certificate read from the file, no
    quarantine entry): their path (which, for a PDF or an .eml saved from the webmail, carries
    the patient's name) is replaced by its keyed hash, so an unchanged file is still recognised
    and not read again, and no name is left;
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from helper.index.blobs import write_private
 from helper.index.quarantine import remove_older
+from helper.sources.files import EML, PDF
 
 if TYPE_CHECKING:
     from helper.index.store import Store
@@ -158,8 +159,10 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
                 f"SELECT pdf_sha256 FROM certificates WHERE pdf_sha256 IN ({','.join('?' * len(chunk))})", chunk
             )
         }
+        quarantined = store.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         remove_older(store, older_than)
-        anonymised = _anonymise_files(store)
+        removed = quarantined - store.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        anonymised = _anonymise_files(store) if ids or removed else 0
         limit = (dt.date.fromisoformat(older_than) - dt.timedelta(days=TOMBSTONE_DAYS)).isoformat()
         db.execute("DELETE FROM tombstones WHERE created < ?", (limit,))
     for sha256 in hashes - still_used:
@@ -170,15 +173,22 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
 
 
 def _anonymise_files(store: Store) -> int:
-    """Replace by its keyed hash the path of every file row nothing in the index refers to any more
-    (no certificate read from it, no quarantine entry): the file is still recognised, its name is gone."""
+    """Replace by its keyed hash the path of every .eml or PDF file row nothing in the index refers
+    to any more (no certificate read from it, no quarantine entry): the file is still recognised,
+    its name is gone. Those are the files a browser names after the message (subject, attachment
+    name: the patient's name); mailbox files (mbox, Maildir) are named by the mail software.
+
+    The certificates are scanned once (no index on their source path: it would cost every ingest),
+    against the small set of candidate rows; only when a purge removed something.
+    """
     key = store.hash_key(create=True)
     assert key is not None
     rows = store.db.execute(
-        "SELECT path FROM files f WHERE substr(path, 1, 2) != ? "
-        "AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.source_path = f.path) "
-        "AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.path = f.path)",
-        (PATH_PREFIX,),
+        "WITH cand AS (SELECT path FROM files WHERE kind IN (?, ?) AND substr(path, 1, 2) != ?) "
+        "SELECT path FROM cand WHERE path NOT IN "
+        "(SELECT source_path FROM certificates WHERE source_path IN (SELECT path FROM cand)) "
+        "AND path NOT IN (SELECT path FROM quarantine)",
+        (EML, PDF, PATH_PREFIX),
     ).fetchall()
     for (path,) in rows:
         hashed = path_key(key, path)

@@ -76,8 +76,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
     last_seen TEXT NOT NULL,
     UNIQUE (path, item)
 );
--- v3: which file a certificate came from (the purge forgets the names of files nothing refers to)
-CREATE INDEX IF NOT EXISTS certificates_source ON certificates (source_path);
 -- v3: what is left of a purged (or expired-at-ingest) certificate: keyed hashes, never a name.
 CREATE TABLE IF NOT EXISTS tombstones (
     key TEXT PRIMARY KEY,
@@ -120,5 +118,5 @@ def migrate(db: sqlite3.Connection, found: int) -> None:
             db.execute("INSERT INTO vocab (token) SELECT token FROM vocab_old")
             db.execute("DROP TABLE vocab_old")
         db.execute("DROP TABLE IF EXISTS vocab_deletes")
-    # v3: the tombstones table and the source_path index, made by ``create`` above (nothing to convert).
+    # v3: the tombstones table, made by ``create`` above (nothing to convert).
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
