@@ -205,6 +205,31 @@ def test_resent_certificate_with_another_pdf_leaves_no_orphan(cli: Cli, tmp_path
     assert [p.stat().st_size for p in blobs if p.is_file()] == [len(mailgen.make_pdf(spec))]
 
 
+def test_pdf_alone_completed_by_its_mail_leaves_one_pdf(cli: Cli, tmp_path: Path) -> None:
+    rng = random.Random(15)
+    spec = aged(rng, 3)
+    downloads = tmp_path / "Téléchargements"
+    downloads.mkdir()
+    (downloads / mailgen.pdf_filename(spec)).write_bytes(mailgen.make_pdf(spec, size=60_000))
+    assert cli.ingest(downloads)["new"] == 1
+    assert cli.search(spec.dossier)["results"][0]["pdf_only"] is True
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(spec)])  # the mail carries another PDF file
+    assert cli.ingest(tmp_path / "mail") == {"new": 0, "duplicates": 1, "ignored": 0, "quarantined": 0}
+    assert cli.search(spec.dossier)["results"][0]["pdf_only"] is False
+    blobs = [p for p in (cli.home / "pdf").rglob("*") if p.is_file()]
+    assert [p.stat().st_size for p in blobs] == [len(mailgen.make_pdf(spec))]
+
+
+def test_quarantine_cap_setting(cli: Cli) -> None:
+    assert cli.json("config")["quarantine_max_mb"] == 500
+    set_retention(cli.home, 90, "quarantine_max_mb = 0\n")
+    proc = cli.run("status", check=False)
+    assert proc.returncode == 2 and "« quarantine_max_mb » doit être un nombre entier de Mo" in proc.stderr
+    set_retention(cli.home, 90, "quarantine_max_mb = 20\n")
+    assert cli.json("config")["quarantine_max_mb"] == 20
+    assert cli.status()["quarantine_max_mb"] == 20
+
+
 # --- the real service ----------------------------------------------------------------------------------------
 
 class Service:

@@ -226,8 +226,9 @@ class Ingester:
             self._store_results(results, plan, report, bar, source, defer_before_ns, should_stop)
         finally:
             results.close()  # a run stopped early: end the worker pool and release the files now
-        lifecycle.remove_if_unused(self.store, self._unkept)
+        lifecycle.remove_if_unused(self.store, self._unkept | self.store.dropped_pdfs)
         self._unkept.clear()
+        self.store.dropped_pdfs.clear()
         bar.finish()
         report.elapsed = time.monotonic() - started
         return report
@@ -475,4 +476,6 @@ def ingest_message(
                 answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
             else:
                 answers.append(MessageOutcome("ignored"))
+    lifecycle.remove_if_unused(store, store.dropped_pdfs)
+    store.dropped_pdfs.clear()
     return answers

@@ -87,6 +87,8 @@ class Store:
         self.db.execute("PRAGMA secure_delete = ON")
         self.db.execute("PRAGMA cache_size = -16000")
         self._vocab: set[str] = set()
+        #: PDFs a completed PDF-alone record no longer uses (the mail's own PDF replaced it).
+        self.dropped_pdfs: set[str] = set()
 
     def _init_schema(self) -> None:
         found = schema.create(self.db)
@@ -134,6 +136,8 @@ class Store:
         existing = self._find_same(cert)
         if existing is not None:
             if existing["pdf_only"] and not cert.pdf_only:
+                if existing["pdf_sha256"] and existing["pdf_sha256"] != cert.pdf_sha256:
+                    self.dropped_pdfs.add(existing["pdf_sha256"])  # removed after the commit if unused
                 self._replace(existing["id"], cert, source, source_path)
             return "duplicate", existing["id"]
         cert_id = self._allocate_id(cert)
@@ -156,7 +160,7 @@ class Store:
     def _find_same(self, cert: Certificate) -> sqlite3.Row | None:
         """The stored record this certificate is another copy of, preferring a mail record."""
         return self.db.execute(
-            "SELECT id, pdf_only FROM certificates WHERE message_id = ?1 OR pdf_sha256 = ?2 "
+            "SELECT id, pdf_only, pdf_sha256 FROM certificates WHERE message_id = ?1 OR pdf_sha256 = ?2 "
             "OR (site_finess = ?3 AND dossier = ?4 AND integrated_at = ?5) ORDER BY pdf_only LIMIT 1",
             (cert.message_id, cert.pdf_sha256, cert.site_finess, cert.dossier, cert.integrated_at),
         ).fetchone()
