@@ -222,10 +222,11 @@ def test_pdf_alone_completed_by_its_mail_leaves_one_pdf(cli: Cli, tmp_path: Path
 
 def test_quarantine_cap_setting(cli: Cli) -> None:
     assert cli.json("config")["quarantine_max_mb"] == 500
-    set_retention(cli.home, 90, "quarantine_max_mb = 0\n")
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text("quarantine_max_mb = 0\n", encoding="utf-8")
     proc = cli.run("status", check=False)
     assert proc.returncode == 2 and "« quarantine_max_mb » doit être un nombre entier de Mo" in proc.stderr
-    set_retention(cli.home, 90, "quarantine_max_mb = 20\n")
+    (cli.home / "config.toml").write_text("quarantine_max_mb = 20\n", encoding="utf-8")
     assert cli.json("config")["quarantine_max_mb"] == 20
     assert cli.status()["quarantine_max_mb"] == 20
 
