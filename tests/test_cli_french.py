@@ -93,7 +93,7 @@ def test_progress_without_a_terminal_is_log_lines_with_real_figures(cli: Cli, tm
     assert 5 <= len(percents) <= 10 and counts == sorted(counts) and 0 < counts[0] < 300
     for m in steps:
         assert m is not None and abs(float(m[4].replace(",", ".")) - total_mb) < 0.1
-    final = re.match(r"Indexation terminée : (\d+) message\(s\) lu\(s\), ([\d,]+) Mo, en [\d.]+ s$", lines[-1])
+    final = re.match(r"Indexation terminée : (\d+) message\(s\) lu\(s\), ([\d,]+) Mo, en \d+,\d s$", lines[-1])
     assert final and int(final[1]) == 300, lines[-1]
     assert "300 nouveau(x) certificat(s)" in proc.stdout
     # --quiet and --json: no progress at all.

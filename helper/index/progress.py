@@ -78,6 +78,7 @@ class Progress:
         else:
             elapsed = time.monotonic() - self.started
             self.stream.write(
-                f"Indexation terminée : {self.count} message(s) lu(s), {_mb(self.done)} Mo, en {elapsed:.1f} s\n"
+                f"Indexation terminée : {self.count} message(s) lu(s), {_mb(self.done)} Mo, "
+                f"en {elapsed:.1f} s\n".replace(".", ",")
             )
         self.stream.flush()
