@@ -22,9 +22,11 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import unicodedata
 import urllib.error
@@ -169,6 +171,34 @@ def test_cli_purge_leaves_no_trace_and_a_rescan_does_not_bring_them_back(cli: Cl
     assert traces(cli.home, purged_names) == []
     assert cli.ingest(downloads) == {"new": 0, "duplicates": 0, "ignored": 0, "quarantined": 0}
     assert cli.status()["expired"] == 2
+
+
+def test_purge_killed_at_any_moment_is_finished_by_the_next_one(cli: Cli, tmp_path: Path) -> None:
+    rng = random.Random(16)
+    sampled = NOW - dt.timedelta(days=60)
+    old = [mailgen.random_spec(rng, sampled_at=sampled - dt.timedelta(minutes=i), last_name=f"TUÉ{mailgen.synth_surname(rng)}ÉE")
+           for i in range(600)]
+    kept = [mailgen.random_spec(rng, sampled_at=NOW - dt.timedelta(days=2, minutes=i), last_name="CONSERVÉ",
+                                first_name="Gardé") for i in range(20)]
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(s) for s in old + kept])
+    assert cli.ingest(tmp_path / "mail")["new"] == len(old) + len(kept)
+    set_retention(cli.home, 30)
+    names = sorted({s.last_name for s in old})
+    for delay in (0.15, 0.3, 0.45, 0.7):  # python start-up, then the purge transaction, then the scrub
+        home = tmp_path / f"home-{delay}"
+        shutil.copytree(cli.home, home)
+        copy = Cli(home)
+        proc = subprocess.Popen([sys.executable, "-m", "helper", "purge"], env=copy.env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        copy.run("purge")
+        assert traces(home, names) == [], delay
+        assert copy.status()["certificates"] == len(kept)
+        db = sqlite3.connect(home / "index.sqlite3")
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
 
 
 def test_certificate_past_retention_at_arrival_is_not_stored(cli: Cli, tmp_path: Path) -> None:

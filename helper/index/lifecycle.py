@@ -15,7 +15,9 @@
    the patient's name) is replaced by its keyed hash, so an unchanged file is still recognised
    and not read again, and no name is left;
 
-Then, outside the transaction: PDFs no certificate uses any more removed; ``scrub``: FTS
+Then, outside the transaction (the PDFs to remove are listed in ``pdf_removals`` and
+``scrub_pending`` is set in it, so that a purge killed before the end is finished by the next
+one): PDFs no certificate uses any more removed; ``scrub``: FTS
 segments merged (``optimize``, which drops deleted entries), name words no longer indexed
 removed from the typo vocabulary (and its generation bumped, so search caches rebuild), and the
 write-ahead log checkpointed and truncated. ``secure_delete`` zeroes every freed page.
@@ -165,9 +167,16 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
         anonymised = _anonymise_files(store) if ids or removed else 0
         limit = (dt.date.fromisoformat(older_than) - dt.timedelta(days=TOMBSTONE_DAYS)).isoformat()
         db.execute("DELETE FROM tombstones WHERE created < ?", (limit,))
-    for sha256 in hashes - still_used:
-        store.blobs.remove(sha256)
-    if ids or anonymised:
+        if ids or anonymised or removed:
+            store.set_meta("scrub_pending", "1")  # a kill before the scrub ends: the next purge does it
+        db.executemany("INSERT OR IGNORE INTO pdf_removals (sha256) VALUES (?)", [(h,) for h in hashes - still_used])
+    # PDFs committed for removal (by this purge, or by one killed before it removed them all).
+    pending = [r[0] for r in db.execute("SELECT sha256 FROM pdf_removals").fetchall()]
+    if pending:
+        remove_if_unused(store, set(pending))
+        with store.transaction():
+            db.execute("DELETE FROM pdf_removals")
+    if store.meta("scrub_pending"):
         scrub(store)
     return ids
 
@@ -205,10 +214,14 @@ def scrub(store: Store) -> None:
         db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_terms USING fts5vocab(main, certificates_fts, 'row')")
         db.execute("DELETE FROM vocab WHERE token NOT IN (SELECT term FROM temp.fts_terms)")
         store.set_meta("vocab_generation", secrets.token_hex(8))
-    # Readers of the service may hold the log for a moment: retry until it is truncated.
+    # Readers of the service may hold the log for a moment: retry until it is truncated (else the
+    # scrub stays pending, and the next purge tries again).
     for _ in range(50):
         busy, _log, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if not busy:
+            with store.transaction():
+                db.execute("DELETE FROM meta WHERE key = 'scrub_pending'")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             break
         time.sleep(0.1)
 

@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     last_seen TEXT NOT NULL,
     UNIQUE (path, item)
 );
+-- v3: PDFs a purge committed to remove (a purge killed before it removed them: the next one does)
+CREATE TABLE IF NOT EXISTS pdf_removals (sha256 TEXT PRIMARY KEY) WITHOUT ROWID;
 -- v3: what is left of a purged (or expired-at-ingest) certificate: keyed hashes, never a name.
 CREATE TABLE IF NOT EXISTS tombstones (
     key TEXT PRIMARY KEY,
@@ -118,5 +120,5 @@ def migrate(db: sqlite3.Connection, found: int) -> None:
             db.execute("INSERT INTO vocab (token) SELECT token FROM vocab_old")
             db.execute("DROP TABLE vocab_old")
         db.execute("DROP TABLE IF EXISTS vocab_deletes")
-    # v3: the tombstones table, made by ``create`` above (nothing to convert).
+    # v3: the tombstones and pdf_removals tables, made by ``create`` above (nothing to convert).
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
