@@ -223,6 +223,22 @@ def test_certificate_past_retention_at_arrival_is_not_stored(cli: Cli, tmp_path:
     assert cli.ingest(tmp_path / "more") == {"new": 0, "duplicates": 0, "ignored": 0, "quarantined": 0}
 
 
+def test_tombstones_expire_after_a_year(cli: Cli, tmp_path: Path) -> None:
+    old = aged(random.Random(17), 100)
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(old)])
+    assert cli.ingest(tmp_path / "eml")["expired"] == 1
+    assert cli.search(old.dossier)["purged"] == {"retention_days": 90}
+    cli.run("purge")
+    assert cli.search(old.dossier)["purged"] == {"retention_days": 90}  # a purge keeps young tombstones
+    db = sqlite3.connect(cli.home / "index.sqlite3")  # a year and a day pass
+    db.execute("UPDATE tombstones SET created = ?", ((dt.date.today() - dt.timedelta(days=366)).isoformat(),))
+    db.commit()
+    db.close()
+    cli.run("purge")
+    assert "purged" not in cli.search(old.dossier)
+    assert cli.status()["expired"] == 0
+
+
 def test_resent_certificate_with_another_pdf_leaves_no_orphan(cli: Cli, tmp_path: Path) -> None:
     rng = random.Random(12)
     spec = aged(rng, 3)

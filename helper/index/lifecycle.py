@@ -17,8 +17,7 @@
 
 Then, outside the transaction (the PDFs to remove are listed in ``pdf_removals`` and
 ``scrub_pending`` is set in it, so that a purge killed before the end is finished by the next
-one): PDFs no certificate uses any more removed; ``scrub``: FTS
-segments merged (``optimize``, which drops deleted entries), name words no longer indexed
+one): PDFs no certificate uses any more removed; ``scrub``: FTS segments merged (``optimize``, which drops deleted entries), name words no longer indexed
 removed from the typo vocabulary (and its generation bumped, so search caches rebuild), and the
 write-ahead log checkpointed and truncated. ``secure_delete`` zeroes every freed page.
 
@@ -165,8 +164,7 @@ def purge(store: Store, older_than: str, retention_days: int | None = None) -> l
         remove_older(store, older_than)
         removed = quarantined - store.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         anonymised = _anonymise_files(store) if ids or removed else 0
-        limit = (dt.date.fromisoformat(older_than) - dt.timedelta(days=TOMBSTONE_DAYS)).isoformat()
-        db.execute("DELETE FROM tombstones WHERE created < ?", (limit,))
+        db.execute("DELETE FROM tombstones WHERE created < ?", (cutoff(TOMBSTONE_DAYS),))
         if ids or anonymised or removed:
             store.set_meta("scrub_pending", "1")  # a kill before the scrub ends: the next purge does it
         db.executemany("INSERT OR IGNORE INTO pdf_removals (sha256) VALUES (?)", [(h,) for h in hashes - still_used])
