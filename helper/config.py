@@ -56,7 +56,11 @@ DEFAULT_CONFIG = f"""\
 # printer = ""
 
 # Durée de conservation des certificats, en jours après leur intégration dans SI-DEP.
+# Un certificat déjà plus ancien à son arrivée n'est pas conservé (compté « expiré »).
 # retention_days = 90
+
+# Taille maximale, en Mo, des messages mis en quarantaine (les plus anciens sont supprimés au-delà).
+# quarantine_max_mb = 500
 
 # Extensions Chrome/Edge autorisées à interroger le service (par défaut : l'extension sidep-helper,
 # identifiant fixe). Les extensions Firefox et Thunderbird (moz-extension://<UUID>, UUID tiré au hasard
@@ -83,6 +87,7 @@ class Settings:
     trusted_senders: frozenset[str] = field(default_factory=lambda: frozenset(sidep.DEFAULT_TRUSTED_SENDERS))
     trusted_forwarders: frozenset[str] = frozenset()
     retention_days: int = 90
+    quarantine_max_mb: int = 500
     port: int = DEFAULT_PORT
     watch: list[Path] = field(default_factory=list)
     watch_downloads: bool = True
@@ -105,6 +110,7 @@ class Settings:
             "trusted_forwarders": sorted(self.trusted_forwarders),
             "printer": self.printer,
             "retention_days": self.retention_days,
+            "quarantine_max_mb": self.quarantine_max_mb,
             "allowed_origins": sorted(self.allowed_origins),
             "allow_any_extension_origin": self.allow_any_extension_origin,
             "sites": dict(self.sites),
@@ -142,10 +148,42 @@ def load(data_dir: str | Path | None = None, config_file: str | Path | None = No
     if settings.config_file.is_file():
         try:
             values = tomllib.loads(settings.config_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"Fichier de configuration illisible : {settings.config_file} ({exc})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(toml_error_fr(settings.config_file, exc)) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"Fichier de configuration illisible : {settings.config_file} (il doit être en UTF-8)") from exc
+        except OSError as exc:
+            raise ConfigError(f"Fichier de configuration illisible : {settings.config_file} ({exc.strerror})") from exc
         _apply(settings, values)
     return settings
+
+
+_TOML_MESSAGES = (  # tomllib's English messages (their start) → French
+    ("Expected '=' after a key", "signe « = » attendu après le nom du réglage"),
+    ("Invalid value", "valeur invalide (texte entre guillemets, nombre, true/false ou liste [ … ])"),
+    ("Unclosed array", "liste non refermée (« ] » manquant)"),
+    ("Unclosed inline table", "table non refermée (« } » manquant)"),
+    ("Unterminated string", "texte non refermé (guillemet manquant)"),
+    ("Illegal character", "caractère interdit"),
+    ("Cannot overwrite a value", "réglage défini deux fois"),
+    ("Cannot declare", "table déclarée deux fois"),
+    ("Invalid statement", "ligne incompréhensible"),
+    ("Invalid initial character for a key part", "nom de réglage invalide"),
+    ("Expected newline or end of document", "fin de ligne attendue après la valeur"),
+    ("Invalid date or datetime", "date invalide"),
+)
+
+
+def toml_error_fr(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """A TOML syntax error for IT, in French, with the file and the line."""
+    import re
+
+    text = str(exc)
+    where = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    what = next((fr for en, fr in _TOML_MESSAGES if text.startswith(en)), "syntaxe TOML invalide")
+    if where:
+        return f"Fichier de configuration {path}, ligne {where[1]}, colonne {where[2]} : {what}."
+    return f"Fichier de configuration {path}, à la fin du fichier : {what}."
 
 
 def write_default(path: Path) -> bool:
@@ -184,6 +222,11 @@ def _apply(settings: Settings, values: dict[str, Any]) -> None:
         if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
             raise fail("retention_days", "un nombre entier de jours, au moins 1")
         settings.retention_days = retention
+    if "quarantine_max_mb" in values:
+        cap = values["quarantine_max_mb"]
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            raise fail("quarantine_max_mb", "un nombre entier de Mo, au moins 1")
+        settings.quarantine_max_mb = cap
     if "port" in values:
         port = values["port"]
         if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:

@@ -292,6 +292,9 @@ def _pick_first_name(rng: random.Random, sex: str) -> str:
     return first
 
 
+SAMPLED_WITHIN_DAYS = 60
+
+
 def random_spec(rng: random.Random, **overrides: object) -> CertSpec:
     """Random, realistic certificate specification; any CertSpec field may be overridden."""
     o = overrides
@@ -309,9 +312,12 @@ def random_spec(rng: random.Random, **overrides: object) -> CertSpec:
     else:
         corsica = finess[:2] in ("2A", "2B") or rng.random() < 0.02
         ins = random_ins(rng, sex, birth_date, corsica=corsica)  # type: ignore[arg-type]
+    # Within the last two months by default: older certificates are past the helper's default
+    # retention (90 days) and would not be stored. Pass ``sampled_at`` for an older one.
     sampled_at = o.get("sampled_at") or (
-        datetime.datetime(2021, 1, 1, 7, 0)
-        + datetime.timedelta(days=rng.randrange(730), seconds=rng.randrange(13 * 3600))
+        datetime.datetime.combine(datetime.date.today(), datetime.time(7, 0))
+        - datetime.timedelta(days=3 + rng.randrange(SAMPLED_WITHIN_DAYS))
+        + datetime.timedelta(seconds=rng.randrange(13 * 3600))
     )
     if "integrated_at" in o:
         integrated_at = o["integrated_at"]

@@ -476,6 +476,25 @@ def test_nothing_found_says_what_to_try(chrome: Browser) -> None:
     page.close()
 
 
+def test_purged_dossier_sends_to_the_mailbox(chrome: Browser, helper: Helper) -> None:
+    # A certificate already past the retention (90 days) when it arrives: not stored, a tombstone left.
+    sampled = dt.datetime.now().replace(microsecond=0) - dt.timedelta(days=120)
+    old = mailgen.random_spec(random.Random(77), last_name="PÉRIMÉ-PANNEAU", sampled_at=sampled,
+                              integrated_at=sampled + dt.timedelta(hours=3), finess=SITE)
+    before = helper.cli.status()["expired"]
+    mailgen.write_eml(helper.home.parent / "Téléchargements", [mailgen.make_message(old)], prefix="perime")
+    deadline = time.monotonic() + 20
+    while helper.cli.status()["expired"] == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    page = chrome.panel()
+    search(page, old.dossier)
+    summary = page.text_content("#summary")
+    assert "supprimé automatiquement après 90 jours" in summary and "boîte aux lettres MSSanté" in summary
+    assert "orthographe" not in summary and page.locator(".result").count() == 0
+    chrome.shot(page, "panel-purged")
+    page.close()
+
+
 def test_webmail_button_prints_the_displayed_certificate(chrome: Browser, helper: Helper, webmail: FakeRoundcube,
                                                           corpus: Corpus, cups: CupsPdf) -> None:
     page = chrome.context.new_page()

@@ -49,6 +49,7 @@ def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> Non
     assert cli.ingest(tmp_path / "eml")["new"] == 1
     assert cli.search(other.dossier)["total"] == 1
     db = sqlite3.connect(cli.home / "index.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert db.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 0  # v3: the table exists
     assert "prefix = '2 3 4 5 6'" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'certificates_fts'").fetchone()[0]
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'vocab_deletes'").fetchone()[0] == 0

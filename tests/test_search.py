@@ -67,6 +67,9 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, dict[str, mailg
     messages = [mailgen.make_message(s) for s in list(specs.values()) + crowd]
     mailgen.write_maildir(root / "Maildir", messages)
     cli = Cli(root / "home")
+    # The desk's certificates date from September 2021: a retention long enough to keep them.
+    cli.home.mkdir(parents=True)
+    (cli.home / "config.toml").write_text("retention_days = 36500\n", encoding="utf-8")
     assert cli.ingest(root / "Maildir")["new"] == len(messages)
     return cli, specs
 

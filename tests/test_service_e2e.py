@@ -177,8 +177,9 @@ def test_pushed_message_and_growing_mbox(service: Service) -> None:
 def test_purge_removes_rows_and_pdfs_and_keeps_ids_in_the_audit(service: Service) -> None:
     rng = random.Random(4)
     now = dt.datetime.now().replace(microsecond=0)
-    old = mailgen.random_spec(rng, last_name="ANCIEN", sampled_at=now - dt.timedelta(days=120),
-                              integrated_at=now - dt.timedelta(days=119))
+    # 80 days old: kept at arrival (retention 90 days), purged once IT lowers the retention to 60.
+    old = mailgen.random_spec(rng, last_name="ANCIEN", sampled_at=now - dt.timedelta(days=80),
+                              integrated_at=now - dt.timedelta(days=79))
     recent = mailgen.random_spec(rng, last_name="RECENT", sampled_at=now - dt.timedelta(days=2),
                                  integrated_at=now - dt.timedelta(days=2))
     mailgen.write_eml(service.drop, [mailgen.make_message(old), mailgen.make_message(recent)])
@@ -186,6 +187,8 @@ def test_purge_removes_rows_and_pdfs_and_keeps_ids_in_the_audit(service: Service
     old_id = service.search("ancien")["results"][0]["id"]
     pdfs_before = {p.name for p in (service.cli.home / "pdf").rglob("*.pdf")}
 
+    config = service.cli.home / "config.toml"
+    config.write_text("retention_days = 60\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
     purged = service.cli.json("purge")
     assert purged["ids"] == [old_id]
     assert service.search("ancien")["total"] == 0

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  debounce, foldName, frDate, frDateTime, frTime, homonymIds, looksLikeDossier, resultLabel, sexLabel,
+  debounce, emptyMessage, foldName, frDate, frDateTime, frTime, homonymIds, looksLikeDossier, resultLabel, sexLabel,
   siteLabel, stateKind, stateLabel, stateLabels,
 } from "../src/shared/format.js";
 import { cert, fr } from "./helpers/fakes.mjs";
@@ -94,4 +94,15 @@ test("debounce waits for the last call; flush runs it now; cancel drops it", () 
   run();
   assert.deepEqual(calls, [3, 4]);
   assert.ok(!d.pending());
+});
+
+test("nothing found: a purged dossier sends the secretary to the mailbox (helper's `purged` answer)", () => {
+  const purged = { results: [], total: 0, total_exact: true, purged: { retention_days: 90 } };
+  const said = emptyMessage(purged, "2610044297", fr);
+  assert.match(said, /supprimé automatiquement après 90 jours/);
+  assert.match(said, /boîte aux lettres MSSanté/);
+  assert.doesNotMatch(said, /orthographe/);
+  assert.match(emptyMessage({ results: [], total: 0 }, "martin", fr), /Vérifiez l'orthographe/);
+  assert.equal(emptyMessage({ purged: { retention_days: "<b>" } }, "x", fr), emptyMessage({}, "x", fr));
+  assert.equal(emptyMessage(purged, "", fr), emptyMessage({}, "", fr));
 });

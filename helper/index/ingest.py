@@ -9,13 +9,14 @@ simply read again on the next run, and the store recognises anything it already 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from helper.index.budget import parse_budget, parse_within_budget
+from helper.index import lifecycle, quarantine
+from helper.index.progress import Progress
 from helper.index.store import BlobStore, FileState, Store
 from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
 from helper.parse.trust import RECHECK_REASONS, TrustPolicy
@@ -73,21 +74,31 @@ class Report:
     deferred: int = 0
     #: The run was asked to stop (``should_stop``) before reading everything; what it read is committed.
     stopped: bool = False
+    #: Certificates already past ``retention_days`` when read: not stored (a tombstone is left).
+    expired: int = 0
+    #: Where they were: ``{"path", "item", "count"}`` per file (mbox: per message).
+    expired_files: list[dict[str, object]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"new": self.new, "duplicates": self.duplicates, "ignored": self.ignored, "quarantined": self.quarantined}
+        """The figures of the run; ``expired`` only when some certificates were (the key is absent at 0)."""
+        out = {"new": self.new, "duplicates": self.duplicates, "ignored": self.ignored, "quarantined": self.quarantined}
+        if self.expired:
+            out["expired"] = self.expired
+        return out
 
 
 # --- worker side -----------------------------------------------------------------------------
 
 _worker_config: ParseConfig | None = None
 _worker_blobs: BlobStore | None = None
+_worker_expire_before: str | None = None
 
 
-def _init_worker(blob_root: str, trusted: TrustPolicy) -> None:
-    global _worker_config, _worker_blobs
+def _init_worker(blob_root: str, trusted: TrustPolicy, expire_before: str | None = None) -> None:
+    global _worker_config, _worker_blobs, _worker_expire_before
     _worker_config = ParseConfig(trust=trusted)
     _worker_blobs = BlobStore(Path(blob_root))
+    _worker_expire_before = expire_before
 
 
 def process_item(item: Item) -> Result:
@@ -119,7 +130,8 @@ def process_item(item: Item) -> Result:
     for outcome in outcomes:
         cert = outcome.certificate
         if cert is not None and cert.pdf is not None and cert.pdf_sha256:
-            _worker_blobs.put(cert.pdf_sha256, cert.pdf)
+            if not lifecycle.is_expired(cert, _worker_expire_before):  # an expired one is not kept
+                _worker_blobs.put(cert.pdf_sha256, cert.pdf)
             cert.pdf = None  # do not ship the bytes back to the main process
     item.data = None
     return Result(item, outcomes)
@@ -143,45 +155,6 @@ def _pdf_outcome(path: str, data: bytes) -> Outcome:
 
 # --- main side ---------------------------------------------------------------------------------
 
-class Progress:
-    """A progress bar on a terminal, plain lines otherwise (stderr)."""
-
-    def __init__(self, total_bytes: int, enabled: bool = True) -> None:
-        self.total = max(total_bytes, 1)
-        self.done = 0
-        self.count = 0
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def advance(self, nbytes: int) -> None:
-        self.done += nbytes
-        self.count += 1
-        now = time.monotonic()
-        if not self.enabled or now - self.last < (0.2 if self.tty else 5.0):
-            return
-        self.last = now
-        self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        pct = min(100.0, 100.0 * self.done / self.total)
-        rate = self.count / max(now - self.started, 1e-6)
-        if self.tty:
-            filled = int(pct / 100 * 30)
-            bar = "#" * filled + "-" * (30 - filled)
-            sys.stderr.write(f"\rIndexation [{bar}] {pct:5.1f} %  {self.count} messages  {rate:,.0f}/s ")
-        else:
-            sys.stderr.write(f"Indexation : {pct:.0f} % ({self.count} messages, {rate:,.0f}/s)\n")
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.enabled and self.tty and self.count:
-            self._draw(time.monotonic())
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 class Ingester:
     """Reads files into the store.
 
@@ -198,11 +171,18 @@ class Ingester:
         *,
         workers: int | None = None,
         start_method: str | None = None,
+        retention_days: int | None = None,
     ) -> None:
         self.store = store
         self.trusted = TrustPolicy.of(trusted)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.start_method = start_method
+        #: Certificates integrated before this ISO date are not stored (``expired``); None: keep all.
+        self.retention_days = retention_days
+        self.expire_before = lifecycle.cutoff(retention_days) if retention_days else None
+        #: PDFs written by workers for certificates whose row was not kept (duplicates): removed
+        #: after the commit unless a committed row uses them (an interrupted run leaves them to the purge).
+        self._unkept: set[str] = set()
 
     def run(
         self,
@@ -235,7 +215,7 @@ class Ingester:
                 continue
             seen.add(found.path)
             report.files += 1
-            if known.get(found.path) == (found.size, found.mtime_ns):
+            if self.store.known_signature(known, found.path) == (found.size, found.mtime_ns):
                 report.unchanged += 1
                 continue
             state = self.store.file_state(found.path) if found.kind == MBOX and found.path in known else None
@@ -252,6 +232,9 @@ class Ingester:
             self._store_results(results, plan, report, bar, source, defer_before_ns, should_stop)
         finally:
             results.close()  # a run stopped early: end the worker pool and release the files now
+        lifecycle.remove_if_unused(self.store, self._unkept | self.store.dropped_pdfs)
+        self._unkept.clear()
+        self.store.dropped_pdfs.clear()
         bar.finish()
         report.elapsed = time.monotonic() - started
         return report
@@ -295,7 +278,7 @@ class Ingester:
                 yield Item(found.path, found.kind, "", None, found.size)
 
     def _inline(self, items: Iterable[Item]) -> Generator[Result, None, None]:
-        _init_worker(str(self.store.blobs.root), self.trusted)
+        _init_worker(str(self.store.blobs.root), self.trusted, self.expire_before)
         for item in items:
             yield Result(item, []) if item.item == "end" else process_item(item)
 
@@ -310,7 +293,7 @@ class Ingester:
                 workers, _process_or_mark, budget=budget,
                 on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
                 on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-                initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted),
+                initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted, self.expire_before),
                 start_method=self.start_method, small=_small_item,
             )
         except PoolBroken:  # no worker processes to be had: read in this process
@@ -367,7 +350,7 @@ class Ingester:
                         resume[item.path] = start
                         unfinished.add(item.path)
                     continue
-                self._record(res, source or _source_name(found.kind), report)
+                only_expired = self._record(res, source or _source_name(found.kind), report)
                 bar.advance(item.size)
                 pending += 1
                 if found.kind == MBOX:
@@ -377,7 +360,10 @@ class Ingester:
                     if item.path not in unfinished:
                         resume[item.path] = start if cut else start + item.size
                 else:
-                    store.save_file_state(FileState(found.path, found.size, found.mtime_ns, found.kind))
+                    # A file that gave only expired certificates is remembered under the keyed
+                    # hash of its path: not read again, and its name (the patient's) not kept.
+                    state = FileState(found.path, found.size, found.mtime_ns, found.kind)
+                    store.save_file_state(state, anonymous=only_expired)
                 if pending >= COMMIT_EVERY_ITEMS or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
                     self._save_resume_points(resume, found_by_path)
                     store.commit()
@@ -406,15 +392,24 @@ class Ingester:
             return False
         return found.kind != MBOX or end >= found.size
 
-    def _record(self, res: Result, source: str, report: Report) -> None:
+    def _record(self, res: Result, source: str, report: Report) -> bool:
+        """Store one item's outcomes; True when they were all expired certificates."""
         item = res.item
+        expired = 0
         for outcome in res.outcomes:
-            if outcome.status == "certificate" and outcome.certificate is not None:
-                status, _ = self.store.add(outcome.certificate, source, item.path)
+            cert = outcome.certificate
+            if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, self.expire_before):
+                expired += 1
+                assert self.retention_days is not None
+                lifecycle.bury(self.store, cert.site_finess, cert.dossier, "expired", self.retention_days)
+            elif outcome.status == "certificate" and cert is not None:
+                status, _ = self.store.add(cert, source, item.path)
                 if status == "new":
                     report.new += 1
                 else:
                     report.duplicates += 1
+                    if cert.pdf_sha256:
+                        self._unkept.add(cert.pdf_sha256)
             elif outcome.status == "quarantined":
                 report.quarantined += 1
                 reason = outcome.reason or "malformed"
@@ -422,6 +417,10 @@ class Ingester:
                 self.store.quarantine(item.path, item.item, reason, outcome.detail)
             else:
                 report.ignored += 1
+        if expired:
+            report.expired += expired
+            report.expired_files.append({"path": item.path, "item": item.item, "count": expired})
+        return expired > 0 and expired == len(res.outcomes)
 
 
 def _process_or_mark(item: Item) -> Result:
@@ -452,52 +451,55 @@ def _now() -> str:
 class MessageOutcome:
     """What became of one pushed message (API): the public answer of ``POST /messages``."""
 
-    status: str  # new, duplicate, ignored, quarantined
+    status: str  # new, duplicate, ignored, quarantined, expired
     certificate_id: int | None = None
     reason: str | None = None
     detail: str = ""
 
 
 def ingest_message(
-    store: Store, raw: bytes, trusted: TrustPolicy | frozenset[str], source: str = "api"
+    store: Store,
+    raw: bytes,
+    trusted: TrustPolicy | frozenset[str],
+    source: str = "api",
+    *,
+    retention_days: int | None = None,
+    quarantine_max_mb: int = quarantine.DEFAULT_MAX_MB,
 ) -> list[MessageOutcome]:
     """Ingest one raw message pushed by an extension, as a file would be.
 
     A message that cannot be used is kept under ``quarantine/`` in the data directory (0600,
-    named by its hash) so that nothing is lost, and listed with its reason.
+    named by its hash, the folder capped at ``quarantine_max_mb``) so that nothing is lost, and
+    listed with its reason. A certificate already past ``retention_days`` is not stored
+    (``expired``). A certificate's PDF is written only when its row is kept (not for a duplicate).
     """
     if len(raw) > MAX_READ:
         outcomes = [Outcome("quarantined", reason="too_large", detail=f"message > {MAX_READ} octets")]
     else:
         outcomes = parse_within_budget(raw, TrustPolicy.of(trusted))
+    expire_before = lifecycle.cutoff(retention_days) if retention_days else None
     answers: list[MessageOutcome] = []
     with store.transaction():
         for outcome in outcomes:
             cert = outcome.certificate
-            if outcome.status == "certificate" and cert is not None:
-                if cert.pdf is not None and cert.pdf_sha256:
-                    store.blobs.put(cert.pdf_sha256, cert.pdf)
-                    cert.pdf = None
+            if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
+                assert retention_days is not None
+                lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
+                answers.append(MessageOutcome("expired"))
+            elif outcome.status == "certificate" and cert is not None:
+                pdf, cert.pdf = cert.pdf, None
                 status, cert_id = store.add(cert, source, None)
+                if pdf is not None and cert.pdf_sha256 and store.db.execute(
+                    "SELECT 1 FROM certificates WHERE pdf_sha256 = ? LIMIT 1", (cert.pdf_sha256,)
+                ).fetchone():
+                    store.blobs.put(cert.pdf_sha256, pdf)  # before the commit: a kill leaves an orphan, never a hole
                 answers.append(MessageOutcome(status, cert_id))
             elif outcome.status == "quarantined":
-                kept = _keep_quarantined(store, raw)
+                kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
                 store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
                 answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
             else:
                 answers.append(MessageOutcome("ignored"))
+    lifecycle.remove_if_unused(store, store.dropped_pdfs)
+    store.dropped_pdfs.clear()
     return answers
-
-
-def _keep_quarantined(store: Store, raw: bytes) -> Path:
-    import hashlib
-
-    from helper.index.store import secure_dir
-
-    folder = secure_dir(store.data_dir / "quarantine")
-    path = folder / f"{hashlib.sha256(raw).hexdigest()}.eml"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-    return path

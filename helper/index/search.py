@@ -11,7 +11,9 @@ A query is split into terms:
 
 All terms must match. Results: exact name words first, then prefixes, each most recent
 sampling first. When nothing matches, name terms of 4+ letters are retried with one typo
-allowed (two for 8+ letters).
+allowed (two for 8+ letters). When still nothing matches and the query named a dossier that
+the purge removed (or that was already expired when it arrived), the answer carries
+``"purged": {"retention_days": N}`` (from the keyed-hash tombstones, helper.index.lifecycle).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from helper.index import lifecycle
 from helper.index.store import TYPO_MIN_TOKEN, dossier_key, public
 from helper.parse.identifiers import looks_like_ins, normalize_finess
 from helper.parse.text import parse_date, words
@@ -149,7 +153,13 @@ class Searcher:
             expr = " AND ".join(constraints)
             total = self._count(expr)
             hits = self._ids(expr, limit, "exact") if total else []
-        return self._answer(hits[:limit], total)
+        answer = self._answer(hits[:limit], total)
+        dossiers = query.dossiers + [both.split("|")[1] for both in query.date_or_dossier]
+        if not answer["results"] and dossiers:
+            purged = lifecycle.tombstone(self.db, _hash_key(self.db), site_key, dossiers)
+            if purged:
+                answer["purged"] = purged
+        return answer
 
     def _constraints(self, query: Query, site_key: str | None) -> list[str]:
         parts = [f"dossier:{_quote(d)}" for d in query.dossiers]
@@ -281,24 +291,41 @@ class Searcher:
         return {token: int(d) for token, d, _ in found if d > 0}
 
 
-_VOCAB_CACHE: dict[str, tuple[int, dict[int, list[str]]]] = {}
+_VOCAB_CACHE: dict[str, tuple[str, int, dict[int, list[str]]]] = {}
 _VOCAB_LOCK = threading.Lock()
+_KEYS: dict[str, bytes | None] = {}
+
+
+def _db_path(db: sqlite3.Connection) -> str:
+    return next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "") or str(id(db))
+
+
+def _hash_key(db: sqlite3.Connection) -> bytes | None:
+    """The data directory's keyed-hash secret (beside the database), once read; None if none yet."""
+    path = _db_path(db)
+    if _KEYS.get(path) is None:
+        _KEYS[path] = lifecycle.load_key(Path(path).parent, create=False) if Path(path).is_file() else None
+    return _KEYS[path]
 
 
 def _vocabulary(db: sqlite3.Connection) -> dict[int, list[str]]:
     """Name words of the index grouped by length, cached per database and refreshed incrementally.
 
-    Shared by the service's reader threads; words purged from the index may linger in the cache
-    until restart, which only costs a typo candidate that matches nothing.
+    Shared by the service's reader threads. A purge bumps ``vocab_generation`` in ``meta``: the
+    cache is then dropped and rebuilt, so no purged name lingers in memory either.
     """
-    key = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "") or str(id(db))
+    key = _db_path(db)
+    row = db.execute("SELECT value FROM meta WHERE key = 'vocab_generation'").fetchone()
+    generation = row[0] if row else ""
     with _VOCAB_LOCK:
-        last, by_length = _VOCAB_CACHE.get(key, (0, {}))
+        seen, last, by_length = _VOCAB_CACHE.get(key, (generation, 0, {}))
+        if seen != generation:
+            last, by_length = 0, {}
         rows = db.execute("SELECT id, token FROM vocab WHERE id > ? ORDER BY id", (last,)).fetchall()
-        if rows:
+        if rows or seen != generation:
             grown = {n: list(words) for n, words in by_length.items()}
             for _, token in rows:
                 grown.setdefault(len(token), []).append(token)
             by_length = grown
-            _VOCAB_CACHE[key] = (rows[-1][0], by_length)
+            _VOCAB_CACHE[key] = (generation, rows[-1][0] if rows else 0, by_length)
         return by_length

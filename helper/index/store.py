@@ -2,8 +2,11 @@
 
 Layout of the data directory (folders 0700, files 0600)::
 
-    index.sqlite3        certificates, full-text index, name vocabulary, file states, quarantine
-    pdf/ab/abcdef….pdf   each certificate PDF once, named by its SHA-256, never by a mail-given name
+    index.sqlite3        certificates, full-text index, name vocabulary, file states, quarantine,
+                         tombstones (schema and migrations: helper.index.schema)
+    pdf/ab/abcdef….pdf   each certificate PDF once, named by its SHA-256 (helper.index.blobs)
+    quarantine/…eml      pushed messages that could not be used (helper.index.quarantine)
+    keyed-hash.key       the secret of the keyed hashes left by a purge (helper.index.lifecycle)
 
 Certificate ids are chosen so that id order is sampling order: ``minutes since epoch << 16``
 plus a counter. The full-text index shares the ids as rowids, so "most recent first" is a
@@ -12,9 +15,7 @@ plain ``ORDER BY rowid DESC`` that SQLite walks backwards and stops after ``LIMI
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import sqlite3
@@ -24,80 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from helper.index import lifecycle, quarantine, schema
+from helper.index.blobs import BlobStore, secure_dir
+from helper.index.schema import DB_NAME, SCHEMA_VERSION
 from helper.parse.text import name_tokens
 
 if TYPE_CHECKING:  # the parser is not needed to read the index (keeps `search` start-up light)
     from helper.parse.message import Certificate
 
-DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 2
 ID_SHIFT = 16  # ids per sampling minute
 TYPO_MIN_TOKEN = 3
-
-_FTS_TABLE = """CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
-    names, site, dossier, birth, ins,
-    tokenize = 'ascii', prefix = '2 3 4 5 6', detail = 'column'
-);"""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS certificates (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    site_finess TEXT,
-    dossier TEXT,
-    last_name TEXT NOT NULL,
-    first_name TEXT NOT NULL,
-    sex TEXT,
-    birth_date TEXT,
-    ins TEXT,
-    analysis_code TEXT,
-    analysis_label TEXT,
-    sampled_at TEXT,
-    integrated_at TEXT,
-    result TEXT,
-    outcome TEXT NOT NULL,
-    message_id TEXT UNIQUE,
-    recipient TEXT,
-    mail_date TEXT,
-    source TEXT NOT NULL,
-    source_path TEXT,
-    pdf_only INTEGER NOT NULL DEFAULT 0,
-    pdf_sha256 TEXT,
-    pdf_size INTEGER,
-    superseded INTEGER NOT NULL DEFAULT 0,
-    warnings TEXT NOT NULL DEFAULT '[]',
-    raw TEXT NOT NULL DEFAULT '{}',
-    added_at TEXT NOT NULL,
-    printed_at TEXT,
-    print_count INTEGER NOT NULL DEFAULT 0,
-    delivered_at TEXT,
-    delivered_by TEXT
-);
-CREATE INDEX IF NOT EXISTS certificates_site_dossier ON certificates (site_finess, dossier);
-CREATE INDEX IF NOT EXISTS certificates_pdf ON certificates (pdf_sha256);
-""" + _FTS_TABLE + """
-CREATE TABLE IF NOT EXISTS vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    offset INTEGER NOT NULL DEFAULT 0,
-    tail TEXT,
-    seen_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    item TEXT NOT NULL DEFAULT '',
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    UNIQUE (path, item)
-);
-"""
 
 PUBLIC_FIELDS = (
     "id", "site_finess", "dossier", "last_name", "first_name", "sex", "birth_date", "ins",
@@ -121,69 +58,14 @@ def now_iso() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
 
-def secure_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) as 0700 and make sure it stays so."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix" and (path.stat().st_mode & 0o777) != 0o700:
-        os.chmod(path, 0o700)
-    return path
-
-
-class BlobStore:
-    """PDF files stored once each under their SHA-256 (files 0600, folders 0700).
-
-    Workers write blobs in parallel (temporary file, then atomic rename); the database records
-    which certificate uses which hash. A blob written by a run killed before its commit is an
-    orphan with a correct name: the next run reuses it, and purge removes orphans.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._dirs: set[str] = set()
-
-    def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / f"{sha256}.pdf"
-
-    def put(self, sha256: str, data: bytes) -> None:
-        """Write ``data`` under its hash unless already there."""
-        folder = os.path.join(self.root, sha256[:2])
-        target = os.path.join(folder, f"{sha256}.pdf")
-        if folder not in self._dirs:
-            secure_dir(Path(folder))
-            self._dirs.add(folder)
-        try:
-            if os.path.getsize(target) == len(data):
-                return
-        except OSError:
-            pass
-        tmp = os.path.join(folder, f".{sha256}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def get(self, sha256: str) -> bytes | None:
-        """The PDF bytes, verified against their hash; None if absent or damaged."""
-        try:
-            data = self.path(sha256).read_bytes()
-        except OSError:
-            return None
-        return data if hashlib.sha256(data).hexdigest() == sha256 else None
-
-    def remove(self, sha256: str) -> None:
-        self.path(sha256).unlink(missing_ok=True)
-
-
 class Store:
     """Access to the index. One instance per thread; writes happen in :meth:`transaction`."""
 
     def __init__(self, data_dir: Path, *, readonly: bool = False) -> None:
         self.data_dir = data_dir
+        self.readonly = readonly
+        self._key: bytes | None = None
+        self._key_checked = False
         self.blobs = BlobStore(data_dir / "pdf")
         db_path = data_dir / DB_NAME
         if readonly:
@@ -194,6 +76,7 @@ class Store:
             secure_dir(data_dir)
             secure_dir(data_dir / "pdf")
             self.db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA secure_delete = ON")
             self._init_schema()
             for suffix in ("", "-wal", "-shm"):
                 p = Path(f"{db_path}{suffix}")
@@ -204,43 +87,21 @@ class Store:
         self.db.execute("PRAGMA secure_delete = ON")
         self.db.execute("PRAGMA cache_size = -16000")
         self._vocab: set[str] = set()
+        #: PDFs a completed PDF-alone record no longer uses (the mail's own PDF replaced it).
+        self.dropped_pdfs: set[str] = set()
 
     def _init_schema(self) -> None:
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        found = int(self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        found = schema.create(self.db)
         if found < SCHEMA_VERSION:
-            self._migrate(found)
+            with self.transaction():
+                schema.migrate(self.db, found)
 
-    def _migrate(self, found: int) -> None:
-        """Bring an index written by an older version up to date, in one transaction."""
-        with self.transaction():
-            if found < 2:
-                # v2: hand-over columns; prefix indexes up to 6 letters (the FTS table is rebuilt).
-                have = {r[1] for r in self.db.execute("PRAGMA table_info(certificates)")}
-                for column, decl in (("printed_at", "TEXT"), ("print_count", "INTEGER NOT NULL DEFAULT 0"),
-                                     ("delivered_at", "TEXT"), ("delivered_by", "TEXT")):
-                    if column not in have:
-                        self.db.execute(f"ALTER TABLE certificates ADD COLUMN {column} {decl}")
-                self.db.execute("ALTER TABLE certificates_fts RENAME TO certificates_fts_old")
-                self.db.execute(_FTS_TABLE)
-                self.db.execute(
-                    "INSERT INTO certificates_fts (rowid, names, site, dossier, birth, ins) "
-                    "SELECT rowid, names, site, dossier, birth, ins FROM certificates_fts_old"
-                )
-                self.db.execute("DROP TABLE certificates_fts_old")
-                # Early v1 indexes kept the typo vocabulary without ids, plus a deletion table.
-                if "id" not in {r[1] for r in self.db.execute("PRAGMA table_info(vocab)")}:
-                    self.db.execute("ALTER TABLE vocab RENAME TO vocab_old")
-                    self.db.execute("CREATE TABLE vocab (id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE)")
-                    self.db.execute("INSERT INTO vocab (token) SELECT token FROM vocab_old")
-                    self.db.execute("DROP TABLE vocab_old")
-                self.db.execute("DROP TABLE IF EXISTS vocab_deletes")
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    def hash_key(self, *, create: bool = False) -> bytes | None:
+        """The data directory's secret for keyed hashes (tombstones, anonymised file paths)."""
+        if self._key is None and (create or not self._key_checked):
+            self._key = lifecycle.load_key(self.data_dir, create=create and not self.readonly)
+            self._key_checked = True
+        return self._key
 
     def close(self) -> None:
         self.db.close()
@@ -275,6 +136,8 @@ class Store:
         existing = self._find_same(cert)
         if existing is not None:
             if existing["pdf_only"] and not cert.pdf_only:
+                if existing["pdf_sha256"] and existing["pdf_sha256"] != cert.pdf_sha256:
+                    self.dropped_pdfs.add(existing["pdf_sha256"])  # removed after the commit if unused
                 self._replace(existing["id"], cert, source, source_path)
             return "duplicate", existing["id"]
         cert_id = self._allocate_id(cert)
@@ -297,7 +160,7 @@ class Store:
     def _find_same(self, cert: Certificate) -> sqlite3.Row | None:
         """The stored record this certificate is another copy of, preferring a mail record."""
         return self.db.execute(
-            "SELECT id, pdf_only FROM certificates WHERE message_id = ?1 OR pdf_sha256 = ?2 "
+            "SELECT id, pdf_only, pdf_sha256 FROM certificates WHERE message_id = ?1 OR pdf_sha256 = ?2 "
             "OR (site_finess = ?3 AND dossier = ?4 AND integrated_at = ?5) ORDER BY pdf_only LIMIT 1",
             (cert.message_id, cert.pdf_sha256, cert.site_finess, cert.dossier, cert.integrated_at),
         ).fetchone()
@@ -414,64 +277,14 @@ class Store:
             self.db.execute("UPDATE certificates SET delivered_at = NULL, delivered_by = NULL WHERE id = ?", (cert_id,))
         return self.get(cert_id)
 
-    # --- retention --------------------------------------------------------------------------
+    # --- retention (helper.index.lifecycle) ----------------------------------------------------
 
-    def purge(self, older_than: str) -> list[int]:
-        """Remove certificates integrated before ``older_than`` (ISO date): rows, index entries, PDFs.
-
-        Returns the ids removed (the audit trail keeps them). A PDF shared by a remaining record
-        (the same certificate seen as a PDF alone) is kept.
-        """
-        with self.transaction():
-            rows = self.db.execute(
-                "SELECT id, pdf_sha256 FROM certificates WHERE coalesce(integrated_at, sampled_at, added_at) < ?",
-                (older_than,),
-            ).fetchall()
-            ids = [r[0] for r in rows]
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                self.db.execute(f"DELETE FROM certificates WHERE id IN ({marks})", chunk)
-                self.db.execute(f"DELETE FROM certificates_fts WHERE rowid IN ({marks})", chunk)
-            hashes = {r[1] for r in rows if r[1]}
-            still_used = {
-                r[0]
-                for chunk in _chunks(sorted(hashes), 500)
-                for r in self.db.execute(
-                    f"SELECT pdf_sha256 FROM certificates WHERE pdf_sha256 IN ({','.join('?' * len(chunk))})", chunk
-                )
-            }
-        for sha256 in hashes - still_used:
-            self.blobs.remove(sha256)
-        if ids:
-            self._scrub()
-        return ids
-
-    def _scrub(self) -> None:
-        """Physically erase what was deleted: FTS segments rewritten, unused name words dropped,
-        freed pages zeroed (secure_delete) and the write-ahead log truncated."""
-        with self.transaction():
-            self.db.execute("INSERT INTO certificates_fts (certificates_fts) VALUES ('optimize')")
-            self.db.execute(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_terms USING fts5vocab(main, certificates_fts, 'row')"
-            )
-            self.db.execute("DELETE FROM vocab WHERE token NOT IN (SELECT term FROM temp.fts_terms)")
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def purge(self, older_than: str, retention_days: int | None = None) -> list[int]:
+        """Remove what is past ``older_than`` (ISO date); see :func:`helper.index.lifecycle.purge`."""
+        return lifecycle.purge(self, older_than, retention_days)
 
     def sweep_orphan_pdfs(self, min_age_seconds: float = 3600) -> int:
-        """Remove PDF files no certificate refers to (left by an interrupted run). Returns how many."""
-        used = {r[0] for r in self.db.execute("SELECT DISTINCT pdf_sha256 FROM certificates WHERE pdf_sha256 IS NOT NULL")}
-        removed = 0
-        limit = dt.datetime.now().timestamp() - min_age_seconds
-        for folder in self.blobs.root.glob("??"):
-            for path in folder.iterdir():
-                sha256 = path.name.split(".")[0].lstrip(".")
-                try:
-                    if sha256 not in used and path.stat().st_mtime < limit:
-                        path.unlink()
-                        removed += 1
-                except OSError:
-                    continue
-        return removed
+        return lifecycle.sweep_orphan_pdfs(self, min_age_seconds)
 
     def get(self, cert_id: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM certificates WHERE id = ?", (cert_id,)).fetchone()
@@ -487,7 +300,27 @@ class Store:
         r = self.db.execute("SELECT path, size, mtime_ns, kind, offset, tail FROM files WHERE path = ?", (path,)).fetchone()
         return FileState(r[0], r[1], r[2], r[3], r[4], r[5]) if r else None
 
-    def save_file_state(self, state: FileState) -> None:
+    def known_signature(self, known: dict[str, tuple[int, int]], path: str) -> tuple[int, int] | None:
+        """``path``'s entry in ``file_signatures()``, under its name or under the keyed hash a purge left."""
+        signature = known.get(path)
+        if signature is None and self.hash_key() is not None:
+            signature = known.get(self.file_path_key(path) or "")
+        return signature
+
+    def file_path_key(self, path: str) -> str | None:
+        """The keyed hash a purge put in place of ``path`` (None before any purge)."""
+        key = self.hash_key()
+        return lifecycle.path_key(key, path) if key else None
+
+    def save_file_state(self, state: FileState, *, anonymous: bool = False) -> None:
+        """Record how far a file was read. ``anonymous``: under the keyed hash of its path (a file
+        that gave nothing to keep, e.g. only expired certificates: its name may be the patient's)."""
+        key = self.hash_key(create=anonymous)
+        if key is not None:
+            hashed = lifecycle.path_key(key, state.path)
+            self.db.execute("DELETE FROM files WHERE path = ?", (state.path if anonymous else hashed,))
+            if anonymous:
+                state = FileState(hashed, state.size, state.mtime_ns, state.kind, state.offset, state.tail)
         self.db.execute(
             "INSERT INTO files (path, size, mtime_ns, kind, offset, tail, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
@@ -536,12 +369,21 @@ class Store:
         ).fetchone()
         files = self.db.execute("SELECT count(*) FROM files").fetchone()[0]
         quarantined = self.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        try:
+            expired = self.db.execute(
+                "SELECT count(*) FROM tombstones WHERE kind = 'expired' AND key LIKE 'd:%'"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # an index from before v3, opened read-only
+            expired = 0
         return {
             "certificates": row[0],
             "superseded": row[1],
             "pdf_only": row[2],
             "files": files,
             "quarantined": quarantined,
+            "expired": expired,
+            "quarantine_bytes": quarantine.size(self.data_dir),
+            "quarantine_evicted": int(self.meta("quarantine_evicted") or 0),
         }
 
 
@@ -553,11 +395,6 @@ def public(row: sqlite3.Row) -> dict[str, Any]:
     out["warnings"] = json.loads(out["warnings"])
     out["raw"] = json.loads(out["raw"])
     return out
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def dossier_key(dossier: str) -> str:

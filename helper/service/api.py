@@ -357,7 +357,10 @@ async def ingest_message(request: web.Request) -> web.Response:
     raw = await request.read()
     if not raw.strip():
         return error(400, "empty", "Message vide.")
-    outcomes = await ctx.write(lambda s: ingest(s, raw, ctx.settings.trust(), "api"))
+    outcomes = await ctx.write(lambda s: ingest(
+        s, raw, ctx.settings.trust(), "api",
+        retention_days=ctx.settings.retention_days, quarantine_max_mb=ctx.settings.quarantine_max_mb,
+    ))
     results = [
         {"status": o.status, "certificate_id": o.certificate_id, "reason": o.reason, "detail": o.detail}
         for o in outcomes
@@ -393,6 +396,7 @@ async def status(request: web.Request) -> web.Response:
             "last_ingest": last,
             "printer": printer,
             "retention_days": ctx.settings.retention_days,
+            "quarantine_max_mb": ctx.settings.quarantine_max_mb,
             "sites": ctx.settings.sites,
         }
     )
@@ -440,7 +444,7 @@ async def _cleanup(app: web.Application) -> None:
 def purge_due(store: Store, audit: Audit, retention_days: int, origin: str = "service") -> list[int]:
     """Remove certificates past the retention period and record the purge (ids only)."""
     limit = (dt.date.today() - dt.timedelta(days=retention_days)).isoformat()
-    ids = store.purge(limit)
+    ids = store.purge(limit, retention_days)
     store.sweep_orphan_pdfs()
     audit.record("purge", ids, origin, f"avant={limit} nombre={len(ids)}")
     return ids

@@ -546,7 +546,7 @@ class Watcher:
         roots = self._readable_roots()
         added = 0
         for found in discover([Path(f) for f in folders], known):
-            if known.get(found.path) == (found.size, found.mtime_ns) or self._stopping.is_set():
+            if store.known_signature(known, found.path) == (found.size, found.mtime_ns) or self._stopping.is_set():
                 continue
             root = next((r for r in roots if found.path.startswith(r.rstrip(os.sep) + os.sep)), None)
             target = self._target(root, found.path, False) if root else found.path
@@ -623,7 +623,8 @@ class Watcher:
         small = live and len(targets) < POOL_MIN_ITEMS and not any(os.path.isdir(t) for t in targets)
         # Small live batches are read inline; a big one (a catch-up, a folder dropped at once) may use
         # the process pool, by the ingest's own thresholds. Spawned workers: this process has threads.
-        ingester = Ingester(store, self.settings.trust(), workers=1 if small else None, start_method="spawn")
+        ingester = Ingester(store, self.settings.trust(), workers=1 if small else None, start_method="spawn",
+                            retention_days=self.settings.retention_days)
         try:
             report = ingester.run(
                 [Path(t) for t in targets],
@@ -650,9 +651,9 @@ class Watcher:
         if sum(counts.values()) or report.deferred:
             log.info(
                 "%s (%s) : %d nouveau(x), %d déjà connu(s), %d ignoré(s), %d en quarantaine, "
-                "%d incomplet(s) relu(s) plus tard, en %.2f s",
+                "%d expiré(s) non conservé(s), %d incomplet(s) relu(s) plus tard, en %.2f s",
                 what, self._describe(targets), report.new, report.duplicates, report.ignored,
-                report.quarantined, report.deferred, report.elapsed,
+                report.quarantined, report.expired, report.deferred, report.elapsed,
             )
         if report.stopped:
             log.info("%s interrompu(e) par l'arrêt : la suite sera lue au prochain démarrage", what)

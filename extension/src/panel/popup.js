@@ -9,6 +9,7 @@
 import { errorMessage } from "../shared/api.js";
 import {
   debounce,
+  emptyMessage,
   frDate,
   frDateTime,
   homonymIds,
@@ -96,7 +97,7 @@ function search() {
       });
       if (mine !== seq) return;
       clearError();
-      render(answer.results || [], answer.total || 0, q);
+      render(answer.results || [], answer.total || 0, q, answer);
     } catch (error) {
       if (mine !== seq) return;
       results = [];
@@ -111,13 +112,13 @@ function search() {
 
 const searchSoon = debounce(search, 200);
 
-function render(found, total, q) {
+function render(found, total, q, answer = {}) {
   results = found;
   const homonyms = homonymIds(found);
   const items = found.map((cert) => makeItem(cert, homonyms.has(cert.id)));
   list.replaceChildren(...items);
   if (found.length === 0) {
-    summary.textContent = q ? t("nothingFound", [q]) : t("nothingYet");
+    summary.textContent = emptyMessage(answer, q, t);
     summary.dataset.state = "empty";
   } else if (!q) {
     summary.textContent = t("recentTitle");

@@ -104,6 +104,18 @@ export function homonymIds(results) {
   return flagged;
 }
 
+/**
+ * What the panel says when a search finds nothing: the helper's `purged` answer (the dossier was
+ * deleted at the end of its retention, or had expired on arrival) sends the secretary to the
+ * mailbox; otherwise the usual spelling hint, or "nothing yet" for an empty query.
+ */
+export function emptyMessage(answer, q, t) {
+  const days = answer && answer.purged && Number.isInteger(answer.purged.retention_days)
+    ? answer.purged.retention_days : null;
+  if (q && days !== null) return t("nothingPurged", [String(days)]);
+  return q ? t("nothingFound", [q]) : t("nothingYet");
+}
+
 /** A dossier number as a barcode scanner types it: optional letter, then digits. */
 export function looksLikeDossier(query) {
   return /^[A-Za-z]?\d{6,}$/.test(String(query ?? "").trim());

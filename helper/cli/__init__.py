@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from helper import __version__
+from helper.cli.french import FrenchParser, install, positive_int
 from helper.config import ConfigError, Settings, load
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    install()
+    parser = FrenchParser(
         prog="sidep-helper",
         description="Retrouver et imprimer les certificats de test SI-DEP reçus par messagerie MSSanté.",
     )
-    parser.add_argument("--version", action="version", version=f"sidep-helper {__version__}")
+    parser.add_argument("--version", action="version", version=f"sidep-helper {__version__}",
+                        help="afficher le numéro de version et quitter")
     parser.add_argument("--data-dir", help="dossier des données (par défaut : dossier utilisateur de l'application)")
     parser.add_argument("--config", help="fichier de configuration TOML")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
@@ -32,13 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="CHEMIN",
                    help="fichiers ou dossiers (par défaut : le dossier Téléchargements)")
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.add_argument("--workers", type=int, default=None, help="nombre de processus d'analyse (par défaut : un par cœur)")
+    p.add_argument("--workers", type=positive_int, default=None, help="nombre de processus d'analyse (par défaut : un par cœur)")
     p.add_argument("--quiet", "-q", action="store_true", help="sans barre de progression")
 
     p = sub.add_parser("search", help="rechercher un certificat (nom, prénom, dossier, date de naissance, INS)")
     p.add_argument("query", nargs="*", metavar="RECHERCHE")
     p.add_argument("--site", help="restreindre à un site (FINESS géographique)")
-    p.add_argument("--limit", type=int, default=20, help="nombre maximal de résultats (défaut 20)")
+    p.add_argument("--limit", type=positive_int, default=20, help="nombre maximal de résultats (défaut 20)")
     p.add_argument("--json", action="store_true", help="sortie JSON")
 
     p = sub.add_parser("status", help="état de l'index et messages en quarantaine")
@@ -112,19 +115,28 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = Store(settings.data_dir)
     try:
-        report = Ingester(store, settings.trust(), workers=args.workers).run(
-            paths, progress=not (args.quiet or args.json)
-        )
+        ingester = Ingester(store, settings.trust(), workers=args.workers,
+                            retention_days=settings.retention_days)
+        report = ingester.run(paths, progress=not (args.quiet or args.json))
     finally:
         store.close()
     if args.json:
-        _emit(report.counts())
+        out: dict[str, Any] = dict(report.counts())
+        if report.expired:
+            out["expired_files"] = report.expired_files
+        _emit(out)
     else:
         print(
             f"{report.new} nouveau(x) certificat(s), {report.duplicates} déjà connu(s), "
-            f"{report.ignored} autre(s) message(s) ignoré(s), {report.quarantined} en quarantaine "
-            f"— {report.files} fichier(s) vu(s) dont {report.unchanged} inchangé(s), en {report.elapsed:.1f} s."
+            f"{report.ignored} autre(s) message(s) ignoré(s), {report.quarantined} en quarantaine"
+            + (f", {report.expired} expiré(s) non conservé(s)" if report.expired else "")
+            + f" — {report.files} fichier(s) vu(s) dont {report.unchanged} inchangé(s), en {report.elapsed:.1f} s."
         )
+        if report.expired:
+            print(
+                f"Les certificats expirés ont plus de {settings.retention_days} jours (durée de conservation) : "
+                "ils ne sont pas indexés ; retrouvez-les dans la boîte aux lettres MSSanté si besoin."
+            )
         if report.quarantined:
             print("Voir « sidep-helper status » pour la liste des messages en quarantaine.")
     return 0
@@ -166,6 +178,13 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         _emit(result)
         return 0
     if not result["results"]:
+        if result.get("purged"):
+            days = result["purged"]["retention_days"]
+            print(
+                f"Ce certificat a été supprimé automatiquement après {days} jours de conservation. "
+                "Retrouvez-le dans la boîte aux lettres MSSanté (messagerie) du laboratoire."
+            )
+            return 1
         print("Aucun certificat trouvé. Vérifiez l'orthographe, ou cherchez par date de naissance (jj/mm/aaaa).")
         return 1
     for cert in result["results"]:
@@ -200,6 +219,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         status: dict[str, Any] = {
             "data_dir": str(settings.data_dir),
             "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
+            "expired": 0, "quarantine_bytes": 0, "quarantine_evicted": 0,
             "last_ingest": None, "quarantine": [],
         }
     else:
@@ -208,6 +228,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                       "quarantine": store.quarantined()}
         finally:
             store.close()
+    status["quarantine_max_mb"] = settings.quarantine_max_mb
+    status["retention_days"] = settings.retention_days
     if args.json:
         _emit(status)
         return 0
@@ -218,7 +240,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"Fichiers suivis : {status['files']}")
     print(f"Dernière indexation : {status['last_ingest'] or 'jamais'}")
-    print(f"En quarantaine : {status['quarantined']}")
+    print(f"Conservation : {status['retention_days']} jours après l'intégration dans SI-DEP ; "
+          f"certificats déjà expirés à leur arrivée (non conservés) : {status['expired']}")
+    print(f"En quarantaine : {status['quarantined']} ({_fr_mb(status['quarantine_bytes'])} Mo de messages conservés "
+          f"sur {status['quarantine_max_mb']} Mo au plus ; {status['quarantine_evicted']} supprimé(s) "
+          "pour respecter ce plafond, les plus anciens d'abord)")
     for q in status["quarantine"]:
         where = q["path"] + (f" ({q['item']})" if q["item"] else "")
         print(f"  - {where} : {q['reason']} {q['detail']}".rstrip())
@@ -226,6 +252,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Certificats transférés refusés : si l'expéditeur nommé est une boîte du laboratoire, ajoutez-le à "
               "« trusted_forwarders » dans le fichier de configuration, puis relancez l'indexation.")
     return 0
+
+
+def _fr_mb(nbytes: int) -> str:
+    return f"{nbytes / (1024 * 1024):.1f}".replace(".", ",")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
