@@ -14,8 +14,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helper.index.budget import parse_budget, parse_within_budget
 from helper.index import lifecycle, quarantine
+from helper.index.budget import parse_budget, parse_within_budget
 from helper.index.progress import Progress
 from helper.index.store import BlobStore, FileState, Store
 from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
