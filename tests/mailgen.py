@@ -653,7 +653,9 @@ def make_text_pdf(lines: list[str], size: int = 40_000, created: datetime.dateti
         parts.append(b" Tj\n")
     parts.append(b"ET\n")
     content = b"".join(parts)
-    when = created or datetime.datetime(2021, 6, 22, 10, 0)
+    # Default: a recent creation date, so that a bare certificate PDF is within the retention period.
+    when = created or datetime.datetime.combine(datetime.date.today() - datetime.timedelta(days=5),
+                                                datetime.time(10, 0))
     tz = _paris_offset(when)
     info = (
         b"<< /Producer (SI-DEP) /Title (Certificat de test COVID-19) /CreationDate (D:%s%s'%s') >>"

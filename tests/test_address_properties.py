@@ -123,6 +123,8 @@ def test_any_text_never_raises(value: str) -> None:
         assert parsed.items
     sender, why = strict_sender([value])
     assert (sender is None) == bool(why)
+    # what status may echo never holds a line break, a control or a bidirectional override
+    assert sender is None or not re.search("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]", sender)
 
 
 # --- 2. well-formed fields name exactly their address ---------------------------------------------------

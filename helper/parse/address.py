@@ -95,7 +95,9 @@ _SPACE_RUN = re.compile(r"[ \t\r\n]+")
 _QTEXT_RUN = re.compile(r'[^"\\\x00-\x08\x0a-\x1f\x7f]+')
 _CTEXT_RUN = re.compile(r"[^()\\\x00-\x08\x0a-\x1f\x7f]+")
 _DTEXT_RUN = re.compile(r"[^\[\]\\\x00-\x08\x0a-\x1f\x7f]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Control characters (C0, DEL, C1), line/paragraph separators and bidirectional overrides: never
+#: in an address we accept, so that an address echoed in ``status`` cannot forge a line or disguise itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SPECIALS = frozenset("<>@,;:.")
 
 

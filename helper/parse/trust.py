@@ -213,6 +213,8 @@ def field_values(raw: bytes, name: str) -> list[str]:
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
         start = len(raw) if nl < 0 else nl + 1
+    while raw[start : start + 1] in (b"\r", b"\n"):  # blank lines before the header (tolerated)
+        start += 1
     m = _HEADER_END.search(raw, start)
     block = raw[start : m.start() if m else len(raw)]
     pattern = _FIELD_START.get(name)
