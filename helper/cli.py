@@ -232,6 +232,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if not 1024 <= args.port <= 65535:
             print("Erreur : le port doit être compris entre 1024 et 65535.", file=sys.stderr)
             return 2
+        if settings.enforced("port") and args.port != settings.port:
+            print(f"Erreur : le port {settings.port} est imposé par la configuration du poste "
+                  f"({settings.machine_config_file}) ; --port ne peut pas le changer.", file=sys.stderr)
+            return 2
         settings.port = args.port
     folders = [Path(p).expanduser() for p in args.watch]
     return serve(settings, watch_folders=folders, watch=not args.no_watch)
@@ -240,16 +244,31 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     values = settings.in_force()
     values["config_exists"] = settings.config_file.is_file()
+    machine = settings.machine_config_file
+    values["machine_config_file"] = str(machine) if machine else None
+    values["machine_config_exists"] = bool(machine and machine.is_file())
+    values["sources"] = {key: settings.source_of(key) for key in values if key in _SETTING_KEYS}
+    values["warnings"] = list(settings.warnings)
     if args.json:
         _emit(values)
         return 0
     state = "" if values["config_exists"] else " (absent : valeurs par défaut ; créé au premier « serve »)"
     print(f"Fichier de configuration : {settings.config_file}{state}")
+    if machine:
+        state = "" if values["machine_config_exists"] else " (absent)"
+        print(f"Configuration du poste (imposée) : {machine}{state}")
     print(f"Dossier des données : {settings.data_dir}")
-    for key, value in values.items():
-        if key not in ("config_file", "data_dir", "config_exists"):
-            print(f"  {key} = {json.dumps(value, ensure_ascii=False)}")
+    for key in _SETTING_KEYS:
+        origin = settings.source_of(key)
+        where = "imposé par " + origin if settings.enforced(key) else origin
+        print(f"  {key} = {json.dumps(values[key], ensure_ascii=False)}    ({where})")
+    for warning in settings.warnings:
+        print(f"Attention : {warning}")
     return 0
+
+
+_SETTING_KEYS = ("port", "watch", "watch_downloads", "watch_thunderbird", "trusted_senders", "printer",
+                 "retention_days", "allowed_origins", "allow_any_extension_origin", "sites")
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:

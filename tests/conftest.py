@@ -45,6 +45,9 @@ def _node_on_path() -> None:
 
 
 _node_on_path()
+# No machine-wide configuration unless a test names one: /etc/sidep-helper/config.toml on this machine
+# (e.g. left by the .deb test) must not change other tests' settings.
+os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
 
 
 @dataclass

@@ -119,6 +119,8 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
 
     addresses = ", ".join(f"http://{_fmt(s.getsockname())}" for s in sockets)
     log.info("sidep-helper %s en service sur %s (journal : %s)", __version__, addresses, log_path)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     if created:
         log.info("fichier de configuration créé avec les valeurs par défaut : %s", settings.config_file)
     web.run_app(
