@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port d'écoute (par défaut : celui de la configuration, 51789)")
     p.add_argument("--watch", action="append", default=[], metavar="DOSSIER", help="dossier supplémentaire à surveiller")
     p.add_argument("--no-watch", action="store_true", help="ne surveiller aucun dossier")
+    p.add_argument("--demo", action="store_true",
+                   help="démonstration : certificats fictifs, dans un dossier de données séparé (aucune donnée réelle)")
 
     p = sub.add_parser("config", help="afficher le fichier de configuration et les réglages en vigueur")
     p.add_argument("--json", action="store_true", help="sortie JSON")
@@ -238,6 +240,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         settings.port = args.port
     folders = [Path(p).expanduser() for p in args.watch]
+    if args.demo:
+        from helper.service.demo import DEMO_SENDER, demo_data_dir
+
+        # Nothing real in, nothing fictitious out: own folder, own sender, no folder watched.
+        settings.demo = True
+        settings.data_dir = demo_data_dir(settings.data_dir)
+        settings.trusted_senders = frozenset({DEMO_SENDER})
+        return serve(settings, watch_folders=[], watch=False)
     return serve(settings, watch_folders=folders, watch=not args.no_watch)
 
 

@@ -72,6 +72,10 @@ DEFAULT_CONFIG = f"""\
 """
 
 
+#: Settings fields that no configuration file sets.
+_NOT_IN_FILES = frozenset({"data_dir", "config_file", "machine_config_file", "sources", "warnings", "demo"})
+
+
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message is for IT, in French."""
 
@@ -93,6 +97,7 @@ class Settings:
     machine_config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)  # key -> file its value comes from
     warnings: list[str] = field(default_factory=list)  # French, for IT
+    demo: bool = False  # « serve --demo »: fictitious certificates in their own data directory
 
     def in_force(self) -> dict[str, Any]:
         """The settings as IT should read them (``sidep-helper config``)."""
@@ -198,7 +203,7 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
     def fail(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{where} : « {key} » doit être {expected}")
 
-    known = set(Settings.__dataclass_fields__) - {"data_dir", "config_file"}
+    known = set(Settings.__dataclass_fields__) - _NOT_IN_FILES
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{where} : réglage(s) inconnu(s) : {', '.join(unknown)}")

@@ -40,6 +40,7 @@ from helper.service.token import matches
 log = logging.getLogger("sidep_helper.api")
 
 VERSION_HEADER = "X-Sidep-Helper"
+DEMO_HEADER = "X-Sidep-Helper-Demo"  # on every response of « serve --demo » (fictitious certificates)
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 EXTENSION_SCHEMES = ("chrome-extension://", "moz-extension://")
 TOKEN_PARAMS = frozenset({"token", "access_token", "auth", "authorization", "bearer", "key", "api_key"})
@@ -161,6 +162,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers[VERSION_HEADER] = __version__
+    if settings.demo:
+        response.headers[DEMO_HEADER] = "1"
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     for key, value in _cors_headers(cors_origin).items():
         response.headers[key] = value
@@ -210,7 +213,8 @@ def _with_site(settings: Settings, cert: dict[str, Any]) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "service": "sidep-helper", "version": __version__})
+    demo = request.app[CTX].settings.demo
+    return web.json_response({"status": "ok", "service": "sidep-helper", "version": __version__, "demo": demo})
 
 
 async def search(request: web.Request) -> web.Response:
@@ -383,6 +387,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "version": __version__,
+            "demo": ctx.settings.demo,
             "counts": data["counts"],
             "watched": watcher.folders() if watcher else [],
             "quarantine": data["quarantine"],

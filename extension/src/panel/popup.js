@@ -18,6 +18,7 @@ import {
   stateKind,
   stateLabel,
 } from "../shared/format.js";
+import { isDemo, showDemoBanner } from "../shared/demo.js";
 import { browserTranslator, localizePage } from "../shared/i18n.js";
 import { loadSettings } from "../shared/settings.js";
 
@@ -46,6 +47,17 @@ async function applySettings() {
   const siteFilter = $("site-filter");
   siteFilter.hidden = !settings.site;
   $("only-site-label").textContent = t("onlyMySite", [settings.site]);
+}
+
+/** The « DÉMO — certificats fictifs » banner when the helper runs « serve --demo ». */
+async function refreshDemo() {
+  let health = null;
+  try {
+    health = await client.health();
+  } catch {
+    health = null; // not running: the search shows the error
+  }
+  showDemoBanner($("demo-banner"), isDemo(health), t);
 }
 
 // --- messages -------------------------------------------------------------------------------------------
@@ -343,6 +355,7 @@ ext.storage.onChanged.addListener(async (changes, area) => {
   if (area !== "local" && area !== "managed") return;
   if (!["helperUrl", "token", "site"].some((k) => k in changes)) return;
   await applySettings();
+  await refreshDemo();
   search();
 });
 
@@ -353,6 +366,7 @@ async function start() {
   localizePage(document, t);
   await applySettings();
   input.focus();
+  await refreshDemo();
   await search();
   document.body.dataset.ready = "1";
 }
