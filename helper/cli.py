@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("token", help="afficher le jeton à coller dans l'extension")
     p.add_argument("--rotate", action="store_true", help="remplacer le jeton (l'ancien cesse de fonctionner)")
+    p.add_argument("--demo", action="store_true", help="le jeton du mode démonstration (« serve --demo »)")
 
     p = sub.add_parser("purge", help="supprimer les certificats plus anciens que la durée de conservation")
     p.add_argument("--json", action="store_true", help="sortie JSON")
@@ -284,6 +285,10 @@ _SETTING_KEYS = ("port", "watch", "watch_downloads", "watch_thunderbird", "trust
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from helper.service.token import read_or_create, rotate
 
+    if args.demo:
+        from helper.service.demo import demo_data_dir
+
+        settings.data_dir = demo_data_dir(settings.data_dir)
     if args.rotate:
         token = rotate(settings.data_dir)
         from helper.service.audit import Audit

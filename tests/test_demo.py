@@ -73,8 +73,7 @@ def test_demo_serves_fictitious_certificates_from_its_own_folder(home: tuple[Pat
     proc_gen = serving(data, port, "--demo", output=output)
     next(proc_gen)
     try:
-        demo_dir = demo.demo_data_dir(data)
-        token = Cli(demo_dir).run("token").stdout.strip()
+        token = Cli(data).run("token", "--demo").stdout.strip()
         status, health, headers = call(port, "/api/v1/health")
         assert status == 200 and health["demo"] is True and headers["X-Sidep-Helper-Demo"] == "1"
         validate(health, "/api/v1/health", "GET", 200)

@@ -156,7 +156,7 @@ def welcome(settings: Settings, addresses: str, log_path: Path, seeded: int = 0)
     lines.append(
         "Étape suivante : installez l'extension du webmail ou de Thunderbird (README, section « Extensions »),\n"
         "puis collez dans ses réglages le jeton affiché par « sidep-helper token"
-        + (" --data-dir " + str(settings.data_dir) if settings.demo else "") + " »."
+        + (" --demo" if settings.demo else "") + " »."
     )
     return "\n".join(lines)
 
