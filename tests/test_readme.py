@@ -46,6 +46,10 @@ def clean_env(home: Path) -> dict[str, str]:
     env = {"PATH": SYSTEM_PATH, "HOME": str(home), "LANG": "C.UTF-8", "USER": "root", "LOGNAME": "root"}
     # Downloads are cached across runs (this only avoids downloading the same wheels again).
     env["PIP_CACHE_DIR"] = str(Path.home() / ".cache" / "pip")
+    # The machine's network set-up (proxy, certificate authorities) is the machine's, not the developer's.
+    for key, value in os.environ.items():
+        if key.lower() in ("http_proxy", "https_proxy", "no_proxy", "ssl_cert_file", "requests_ca_bundle", "pip_cert"):
+            env[key] = value
     return env
 
 
@@ -66,7 +70,8 @@ def test_first_command_installs_and_runs_the_service_from_a_fresh_clone(tmp_path
     proc = subprocess.Popen(["bash", "-c", readme_commands()[0]], cwd=clone, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(l.decode(errors="replace") for l in proc.stdout), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: lines.extend(b.decode(errors="replace") for b in proc.stdout),  # type: ignore[union-attr]
+                              daemon=True)
     reader.start()
     try:
         deadline = time.monotonic() + 600  # pip install from the package index, then start
