@@ -127,3 +127,42 @@ def test_real_service_is_not_marked_and_does_not_trust_demo_mail(home: tuple[Pat
         assert state["demo"] is False
     finally:
         proc_gen.close()
+
+
+def test_panel_shows_the_demo_banner_in_chromium(home: tuple[Path, int], tmp_path: Path) -> None:
+    """The real panel in Debian's Chromium: banner with « serve --demo », none with the real service."""
+    import browser
+
+    data, port = home
+    browser.ensure_chromium()
+    extension = browser.prepare_extension(tmp_path / "webmail", [], source=browser.build_extension())
+    url = f"http://127.0.0.1:{port}"
+    with browser.extension_browser(extension) as (context, extension_id):
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto(browser.extension_url(extension_id, "src/panel/popup.html"))
+        page.wait_for_selector("body[data-ready]")
+        proc_gen = serving(data, port, "--demo")
+        next(proc_gen)
+        try:
+            token = Cli(data).run("token", "--demo").stdout.strip()
+            page.evaluate("v => chrome.storage.local.set(v)", {"helperUrl": url, "token": token})
+            page.reload()
+            page.wait_for_selector("body[data-ready]")
+            assert page.is_visible("#demo-banner")
+            assert page.text_content("#demo-banner") == "DÉMO — certificats fictifs"
+            page.fill("#q", "fictif")
+            page.wait_for_selector(".result .last-name:text('FICTIF')")
+        finally:
+            proc_gen.close()
+        proc_gen = serving(data, port, "--no-watch")
+        next(proc_gen)
+        try:
+            token = Cli(data).run("token").stdout.strip()
+            page.evaluate("v => chrome.storage.local.set(v)", {"helperUrl": url, "token": token})
+            page.reload()
+            page.wait_for_selector("body[data-ready]")
+            assert not page.is_visible("#demo-banner") and page.text_content("#demo-banner") == ""
+            assert page.get_attribute("#message", "data-code") is None  # the real service answers normally
+        finally:
+            proc_gen.close()
