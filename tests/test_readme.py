@@ -117,6 +117,9 @@ def test_second_command_bootstraps_from_the_lock_in_a_fresh_clone(tmp_path: Path
     proc = subprocess.run(["bash", "tests/run"], cwd=clone, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "pytest non lancé" in proc.stdout
+    # The lock matches pyproject.toml (a dependency added without « packaging/lock » fails here).
+    check = subprocess.run([str(clone / ".venv/bin/uv"), "lock", "--check"], cwd=clone, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
     # Exactly the locked versions, for every locked package of the test set.
     exported = subprocess.run(
         [str(clone / ".venv/bin/uv"), "export", "--frozen", "--extra", "test", "--no-emit-project", "--no-header",
