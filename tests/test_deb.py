@@ -5,7 +5,8 @@
 3. a throwaway unprivileged user runs the unit's own ExecStart command line; a generated certificate
    dropped in that user's Downloads is found over HTTP;
 4. ``dpkg -i`` again keeps the IT-edited conffile, whose keys the installed helper enforces;
-5. ``dpkg --purge`` leaves nothing under /opt, /usr, /etc (the user's own data stays in their home).
+5. lintian reports no error or warning beyond ``packaging/debian/lintian-overrides``;
+6. ``dpkg --purge`` leaves nothing under /opt, /usr, /etc (the user's own data stays in their home).
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ def test_files_unit_and_conffile(installed: dict[str, object]) -> None:
     # Byte-compiled by postinst (users cannot write there), not shipped in the package.
     assert list(Path("/opt/sidep-helper/lib").rglob("__pycache__"))
     assert "__pycache__" not in _run("dpkg", "-L", PACKAGE).stdout
+
+
+def test_lintian_reports_nothing_beyond_the_declared_overrides(deb: Path) -> None:
+    if not shutil.which("lintian"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run("apt-get", "install", "-y", "-q", "--no-install-recommends", *DPKG_WAIT, "lintian", env=env)
+    proc = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb)], capture_output=True, text=True,
+                          timeout=600)
+    tags = [line for line in proc.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert proc.returncode == 0 and tags == [], proc.stdout[-3000:] + proc.stderr[-1000:]
 
 
 def _exec_start() -> list[str]:
