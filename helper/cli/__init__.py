@@ -51,12 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port d'écoute (par défaut : celui de la configuration, 51789)")
     p.add_argument("--watch", action="append", default=[], metavar="DOSSIER", help="dossier supplémentaire à surveiller")
     p.add_argument("--no-watch", action="store_true", help="ne surveiller aucun dossier")
+    p.add_argument("--demo", action="store_true",
+                   help="démonstration : certificats fictifs, dans un dossier de données séparé (aucune donnée réelle)")
 
     p = sub.add_parser("config", help="afficher le fichier de configuration et les réglages en vigueur")
     p.add_argument("--json", action="store_true", help="sortie JSON")
 
     p = sub.add_parser("token", help="afficher le jeton à coller dans l'extension")
     p.add_argument("--rotate", action="store_true", help="remplacer le jeton (l'ancien cesse de fonctionner)")
+    p.add_argument("--demo", action="store_true", help="le jeton du mode démonstration (« serve --demo »)")
 
     p = sub.add_parser("purge", help="supprimer les certificats plus anciens que la durée de conservation")
     p.add_argument("--json", action="store_true", help="sortie JSON")
@@ -265,29 +268,60 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if not 1024 <= args.port <= 65535:
             print("Erreur : le port doit être compris entre 1024 et 65535.", file=sys.stderr)
             return 2
+        if settings.enforced("port") and args.port != settings.port:
+            print(f"Erreur : le port {settings.port} est imposé par la configuration du poste "
+                  f"({settings.machine_config_file}) ; --port ne peut pas le changer.", file=sys.stderr)
+            return 2
         settings.port = args.port
     folders = [Path(p).expanduser() for p in args.watch]
+    if args.demo:
+        from helper.service.demo import DEMO_SENDER, demo_data_dir
+
+        # Nothing real in, nothing fictitious out: own folder, own sender, no folder watched.
+        settings.demo = True
+        settings.data_dir = demo_data_dir(settings.data_dir)
+        settings.trusted_senders = frozenset({DEMO_SENDER})
+        return serve(settings, watch_folders=[], watch=False)
     return serve(settings, watch_folders=folders, watch=not args.no_watch)
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     values = settings.in_force()
     values["config_exists"] = settings.config_file.is_file()
+    machine = settings.machine_config_file
+    values["machine_config_file"] = str(machine) if machine else None
+    values["machine_config_exists"] = bool(machine and machine.is_file())
+    values["sources"] = {key: settings.source_of(key) for key in values if key in _SETTING_KEYS}
+    values["warnings"] = list(settings.warnings)
     if args.json:
         _emit(values)
         return 0
     state = "" if values["config_exists"] else " (absent : valeurs par défaut ; créé au premier « serve »)"
     print(f"Fichier de configuration : {settings.config_file}{state}")
+    if machine:
+        state = "" if values["machine_config_exists"] else " (absent)"
+        print(f"Configuration du poste (imposée) : {machine}{state}")
     print(f"Dossier des données : {settings.data_dir}")
-    for key, value in values.items():
-        if key not in ("config_file", "data_dir", "config_exists"):
-            print(f"  {key} = {json.dumps(value, ensure_ascii=False)}")
+    for key in _SETTING_KEYS:
+        origin = settings.source_of(key)
+        where = "imposé par " + origin if settings.enforced(key) else origin
+        print(f"  {key} = {json.dumps(values[key], ensure_ascii=False)}    ({where})")
+    for warning in settings.warnings:
+        print(f"Attention : {warning}")
     return 0
+
+
+_SETTING_KEYS = ("port", "watch", "watch_downloads", "watch_thunderbird", "trusted_senders", "printer",
+                 "retention_days", "allowed_origins", "allow_any_extension_origin", "sites")
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from helper.service.token import read_or_create, rotate
 
+    if args.demo:
+        from helper.service.demo import demo_data_dir
+
+        settings.data_dir = demo_data_dir(settings.data_dir)
     if args.rotate:
         token = rotate(settings.data_dir)
         from helper.service.audit import Audit

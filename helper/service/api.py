@@ -41,6 +41,7 @@ from helper.service.token import matches
 log = logging.getLogger("sidep_helper.api")
 
 VERSION_HEADER = "X-Sidep-Helper"
+DEMO_HEADER = "X-Sidep-Helper-Demo"  # on every response of « serve --demo » (fictitious certificates)
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 EXTENSION_SCHEMES = ("chrome-extension://", "moz-extension://")
 MOZ_EXTENSION_ORIGIN = re.compile(r"moz-extension://[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -165,6 +166,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers[VERSION_HEADER] = __version__
+    if settings.demo:
+        response.headers[DEMO_HEADER] = "1"
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     for key, value in _cors_headers(cors_origin).items():
         response.headers[key] = value
@@ -214,7 +217,8 @@ def _with_site(settings: Settings, cert: dict[str, Any]) -> dict[str, Any]:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "service": "sidep-helper", "version": __version__})
+    demo = request.app[CTX].settings.demo
+    return web.json_response({"status": "ok", "service": "sidep-helper", "version": __version__, "demo": demo})
 
 
 async def search(request: web.Request) -> web.Response:
@@ -390,6 +394,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "version": __version__,
+            "demo": ctx.settings.demo,
             "counts": data["counts"],
             "watched": watcher.folders() if watcher else [],
             "quarantine": data["quarantine"],

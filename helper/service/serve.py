@@ -91,7 +91,7 @@ def setup_logging(settings: Settings) -> Path:
 
 def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) -> int:
     """Run the service until SIGTERM/SIGINT. Returns the process exit code."""
-    created = write_default(settings.config_file)
+    created = False if settings.demo else write_default(settings.config_file)
     log_path = setup_logging(settings)
     try:
         sockets = bind_loopback(settings.port)
@@ -101,6 +101,11 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
     token = read_or_create(settings.data_dir)
     audit = Audit(settings.data_dir)
     Store(settings.data_dir).close()  # create the index (schema, permissions) before anything reads it
+    seeded = 0
+    if settings.demo:
+        from helper.service.demo import seed
+
+        seeded = seed(settings.data_dir)
 
     watcher = None
     if watch:
@@ -118,7 +123,11 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
     app["watcher"] = watcher
 
     addresses = ", ".join(f"http://{_fmt(s.getsockname())}" for s in sockets)
-    log.info("sidep-helper %s en service sur %s (journal : %s)", __version__, addresses, log_path)
+    log.info("sidep-helper %s en service sur %s (journal : %s)%s", __version__, addresses, log_path,
+             " — MODE DÉMO" if settings.demo else "")
+    print(welcome(settings, addresses, log_path, seeded), flush=True)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     if created:
         log.info("fichier de configuration créé avec les valeurs par défaut : %s", settings.config_file)
     web.run_app(
@@ -131,6 +140,25 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
     )
     log.info("sidep-helper arrêté proprement")
     return 0
+
+
+def welcome(settings: Settings, addresses: str, log_path: Path, seeded: int = 0) -> str:
+    """What the person who started the service needs to know, in French, on standard output."""
+    lines = [f"sidep-helper {__version__} en service sur {addresses.replace(', ', ' et ')} (Ctrl+C pour arrêter)."]
+    if settings.demo:
+        lines.append(
+            f"MODE DÉMO : certificats fictifs ({seeded} ajoutés)" if seeded else "MODE DÉMO : certificats fictifs"
+        )
+        lines.append("  dans un dossier à part : vos données réelles ne sont ni lues ni modifiées.")
+    lines.append(f"Données : {settings.data_dir}  (journal : {log_path})")
+    if not settings.demo:
+        lines.append(f"Configuration : {settings.config_file}  (« sidep-helper config » pour les réglages en vigueur)")
+    lines.append(
+        "Étape suivante : installez l'extension du webmail ou de Thunderbird (README, section « Extensions »),\n"
+        "puis collez dans ses réglages le jeton affiché par « sidep-helper token"
+        + (" --demo" if settings.demo else "") + " »."
+    )
+    return "\n".join(lines)
 
 
 def _fmt(name: tuple) -> str:  # type: ignore[type-arg]

@@ -19,6 +19,7 @@ import {
   stateKind,
   stateLabel,
 } from "../shared/format.js";
+import { isDemo, showDemoBanner } from "../shared/demo.js";
 import { browserTranslator, localizePage } from "../shared/i18n.js";
 import { PairedHelper } from "../shared/pairing.js";
 import { PAIRED_KEY, loadSettings } from "../shared/settings.js";
@@ -48,6 +49,17 @@ async function applySettings() {
   const siteFilter = $("site-filter");
   siteFilter.hidden = !settings.site;
   $("only-site-label").textContent = t("onlyMySite", [settings.site]);
+}
+
+/** The « DÉMO — certificats fictifs » banner when the helper runs « serve --demo ». */
+async function refreshDemo() {
+  let health = null;
+  try {
+    health = await client.health();
+  } catch {
+    health = null; // not running: the search shows the error
+  }
+  showDemoBanner($("demo-banner"), isDemo(health), t);
 }
 
 // --- messages -------------------------------------------------------------------------------------------
@@ -349,6 +361,7 @@ ext.storage.onChanged.addListener(async (changes, area) => {
   if (area !== "local" && area !== "managed") return;
   if (!["helperUrl", "token", "site"].some((k) => k in changes)) return;
   await applySettings();
+  await refreshDemo();
   if (!(changes[PAIRED_KEY] && changes[PAIRED_KEY].newValue)) search(); // pairing happens within a search
 });
 
@@ -359,6 +372,7 @@ async function start() {
   localizePage(document, t);
   await applySettings();
   input.focus();
+  await refreshDemo();
   await search();
   document.body.dataset.ready = "1";
 }
