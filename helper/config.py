@@ -43,6 +43,10 @@ DEFAULT_CONFIG = f"""\
 # Imprimante : nom de la file d'impression ; vide = imprimante par défaut du système.
 # printer = ""
 
+# Imprimantes que l'extension peut choisir (noms des files d'impression), en plus de « printer ».
+# Liste vide = seule l'imprimante ci-dessus (ou, à défaut, celle par défaut du système) est utilisée.
+# printers = ["Accueil", "Secrétariat"]
+
 # Durée de conservation des certificats, en jours après leur intégration dans SI-DEP.
 # retention_days = 90
 
@@ -74,6 +78,7 @@ class Settings:
     watch_downloads: bool = True
     watch_thunderbird: bool = True
     printer: str = ""
+    printers: tuple[str, ...] = ()
     allowed_origins: frozenset[str] = frozenset()
     allow_any_extension_origin: bool = True
     sites: dict[str, str] = field(default_factory=dict)
@@ -89,6 +94,7 @@ class Settings:
             "watch_thunderbird": self.watch_thunderbird,
             "trusted_senders": sorted(self.trusted_senders),
             "printer": self.printer,
+            "printers": list(self.printers),
             "retention_days": self.retention_days,
             "allowed_origins": sorted(self.allowed_origins),
             "allow_any_extension_origin": self.allow_any_extension_origin,
@@ -178,6 +184,11 @@ def _apply(settings: Settings, values: dict[str, Any]) -> None:
         if not isinstance(values["printer"], str):
             raise fail("printer", "un nom d'imprimante (texte)")
         settings.printer = values["printer"].strip()
+    if "printers" in values:
+        queues = values["printers"]
+        if not isinstance(queues, list) or not all(isinstance(q, str) and q.strip() for q in queues):
+            raise fail("printers", "une liste de noms d'imprimantes (texte)")
+        settings.printers = tuple(dict.fromkeys(q.strip() for q in queues))
     if "allowed_origins" in values:
         origins = values["allowed_origins"]
         if not isinstance(origins, list) or not all(

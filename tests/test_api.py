@@ -137,14 +137,16 @@ async def test_delivered_and_undo_change_the_state(api: Api) -> None:
     body = await resp.json()
     validate(body, "/api/v1/certificates/{id}/delivered", "DELETE", 200)
     assert body["delivered_at"] is None
-    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/delivered", headers=api.auth())  # no body
+    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/delivered",  # no body
+                                 headers=api.auth(**{"Content-Type": "application/json"}))
     assert resp.status == 200 and (await resp.json())["delivered_by"] is None
 
 
 async def test_print_without_a_printer_is_a_clear_503(api: Api) -> None:
     found = await (await api.client.get("/api/v1/certificates", headers=api.auth())).json()
     cert_id = found["results"][0]["id"]
-    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/print", headers=api.auth())
+    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/print",
+                                 headers=api.auth(**{"Content-Type": "application/json"}))
     assert resp.status == 503
     body = await resp.json()
     validate(body, "/api/v1/certificates/{id}/print", "POST", 503)
