@@ -97,8 +97,7 @@ async def print_certificate(request: web.Request) -> web.Response:
     if set(body) - {"printer"}:
         return error(400, "bad_parameter", "Champ inconnu dans la requête (seul « printer » est accepté).")
     chosen = body.get("printer")
-    if chosen is not None and (not isinstance(chosen, str) or not chosen.strip() or len(chosen) > MAX_PRINTER_NAME
-                               or not chosen.isprintable()):
+    if "printer" in body and not params.text_field(chosen, MAX_PRINTER_NAME, empty=False):
         return error(400, "bad_printer", "Nom d'imprimante invalide.")
     cert_id = params.cert_id(request.match_info["id"])
     data = await ctx.read(lambda s: s.pdf(cert_id)) if cert_id is not None else None
@@ -142,7 +141,7 @@ async def mark_delivered(request: web.Request) -> web.Response:
     if set(body) - {"initials"}:
         return error(400, "bad_parameter", "Champ inconnu dans la requête.")
     initials = body.get("initials")
-    if initials is not None and (not isinstance(initials, str) or len(initials) > 12 or not initials.isprintable()):
+    if initials is not None and not params.text_field(initials, 12):
         return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
     who = (initials or "").strip() or None
     return await _certificate_answer(request, lambda s, i: s.mark_delivered(i, who), "delivered", write=True)

@@ -10,8 +10,8 @@
 5. an unknown address is 404, a known one with another method 405 (before the token check: the
    routes are public, in ``openapi.json``);
 6. every route but ``/api/v1/health`` needs ``Authorization: Bearer <token>`` (constant time);
-7. a POST, even an empty one, must say it is JSON (raw mail for ``/messages``), else 415: the
-   content types a web page may send without a preflight are all refused;
+7. a POST that names a content type, even with no body, or that has a body, must be JSON (raw mail
+   for ``/messages``), else 415: the types a web page may send without a preflight never pass;
 8. the handler runs; a parameter outside the contract answers its 4xx, an aiohttp HTTP error its
    French JSON twin, anything else a 500 logged with the route template and no message.
 Every answer then gets the safety headers, and the CORS headers when the origin was allowed.
@@ -112,7 +112,7 @@ async def _checked(request: web.Request, handler: Handler, ctx: Context) -> web.
                      {"WWW-Authenticate": 'Bearer realm="sidep-helper"'})
     if request.method == "POST":
         expected = "message/rfc822" if template == MESSAGES else "application/json"
-        if request.content_type != expected:  # empty or not: a form or text/plain POST never gets through
+        if ("Content-Type" in request.headers or request.body_exists) and request.content_type != expected:
             return error(415, "unsupported_media_type", f"Corps attendu au format {expected}.")
     try:
         return await handler(request)

@@ -39,6 +39,22 @@ class BadParameter(Exception):
         self.response = response
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def text_field(value: object, max_length: int, *, empty: bool = True) -> bool:
+    """A JSON string field as the contract says: no control character, valid Unicode, length bounds."""
+    if not isinstance(value, str) or len(value) > max_length or (not empty and not value.strip()):
+        return False
+    if _CONTROL.search(value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from "\ud800"
+        return False
+    return True
+
+
 def cert_id(text: str) -> int | None:
     """The certificate id in a path, or None when it cannot name one."""
     if not _ID.fullmatch(text):
