@@ -53,7 +53,7 @@ def test_schemathesis_all_checks_zero_failures(tmp_path: Path, held_queue: str) 
     specs = [recent_spec(rng) for _ in range(15)]
     mailgen.write_maildir(tmp_path / "md", [mailgen.make_message(s) for s in specs])
     assert cli.ingest(tmp_path / "md")["new"] == 15
-    proc = start(home, port, "--no-watch")
+    proc = start(home, port, "--no-watch", stderr_to=tmp_path / "stderr.txt")
     try:
         wait_healthy(port, proc)
         token = cli.run("token").stdout.strip()
@@ -73,8 +73,9 @@ def test_schemathesis_all_checks_zero_failures(tmp_path: Path, held_queue: str) 
         wait_healthy(port, proc, timeout=5)  # still serving after thousands of hostile requests
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    log_text = (home / "logs" / "sidep-helper.log").read_text(encoding="utf-8") + err.decode()
+        proc.wait(timeout=30)
+    log_text = ((home / "logs" / "sidep-helper.log").read_text(encoding="utf-8")
+                + (tmp_path / "stderr.txt").read_text(encoding="utf-8", errors="replace"))
     assert token not in log_text
     assert "Traceback" not in log_text or "messages d'exception masqués" in log_text
     for spec in specs:

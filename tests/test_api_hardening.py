@@ -23,7 +23,7 @@ from pathlib import Path
 import mailgen
 import psutil
 import pytest
-from conftest import Cli, free_port, recent_spec, wait_healthy
+from conftest import Cli, free_port, recent_spec, start, wait_healthy
 
 from helper import __version__
 
@@ -94,9 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     mailgen.write_eml(root / "mail", [mailgen.make_message(spec)])
     assert cli.ingest(root / "mail")["new"] == 1
     stderr_path = root / "stderr.txt"
-    with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "helper", "serve", "--no-watch"], env=cli.env(),
-                                stdout=subprocess.DEVNULL, stderr=err)
+    proc = start(home, port, "--no-watch", stderr_to=stderr_path)
     try:
         wait_healthy(port, proc)
         token = cli.run("token").stdout.strip()
@@ -182,7 +180,7 @@ def test_every_error_is_french_json_with_the_safety_headers(served: Served) -> N
     cases = [
         (b"GET /" + marker.encode() + b" HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),  # bad request line
         (f"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-{marker}: {'y' * 9000}\r\n\r\n".encode(), 431),
-        (f"GET /{marker}{'z' * 9000} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(), 431),
+        (f"GET /{marker}{'z' * 9000} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(), 400),  # URL too long
         (f"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
          + b"".join(f"X-{marker}-{i}: v\r\n".encode() for i in range(200)) + b"\r\n", 431),
         (f"GET /api/v1/{marker} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode(), 404),

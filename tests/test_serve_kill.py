@@ -88,7 +88,7 @@ def test_sigkill_during_watch_and_push_loses_nothing_and_duplicates_nothing(tmp_
         pushes = _unique_specs(rng, 200, seen)
         for spec in files:  # written aside, then renamed in: a download finishing
             (staging / f"{spec.dossier}.eml").write_bytes(mailgen.make_message(spec))
-        proc = start(home, port)
+        proc = start(home, port, stderr_to=tmp_path / "stderr.txt")
         try:
             wait_healthy(port, proc)
             token = token or cli.run("token").stdout.strip()
@@ -122,13 +122,10 @@ def test_sigkill_during_watch_and_push_loses_nothing_and_duplicates_nothing(tmp_
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream:
-                    stream.close()
     assert acknowledged, "no push was acknowledged before the kills: the test proves nothing"
     assert any(interrupted), "every kill came after the ingest had finished: the test proves nothing"
 
-    proc = start(home, port)
+    proc = start(home, port, stderr_to=tmp_path / "stderr.txt")
     try:
         wait_healthy(port, proc)
         deadline = time.monotonic() + 120
@@ -147,7 +144,7 @@ def test_sigkill_during_watch_and_push_loses_nothing_and_duplicates_nothing(tmp_
         assert list((home / "envois").iterdir()) == []  # uploads cut by a kill were swept at start
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     db = sqlite3.connect(home / "index.sqlite3")
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -43,14 +43,26 @@ class SafeRequestHandler(RequestHandler):  # type: ignore[misc]
             log.info("requête refusée par l'analyseur HTTP (%s)", kind)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started")
-        if isinstance(exc, LineTooLong) or (exc is not None and "Too many headers" in str(exc)):
-            response = error(431, "headers_too_large", "En-têtes ou ligne de requête trop longs.")
+        if isinstance(exc, LineTooLong) and _raised_in(exc, "url"):
+            response = error(400, "uri_too_long", "Adresse trop longue.")
+        elif isinstance(exc, LineTooLong) or (exc is not None and "Too many headers" in str(exc)):
+            response = error(431, "headers_too_large", "En-têtes trop longs ou trop nombreux.")
         elif status == 400:
             response = error(400, "bad_request", "Requête HTTP mal formée.")
         else:
             response = for_status(status)
         response.force_close()
         return response
+
+
+def _raised_in(exc: BaseException, word: str) -> bool:
+    """Whether the parser raised ``exc`` in a callback whose name holds ``word`` (``cb_on_url``)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if word in tb.tb_frame.f_code.co_name:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class _SafeServer(web.Server):
