@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from helper.index.store import secure_dir
+
 OURS = "sidep_helper"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CUT = re.compile(r"""[%{}<>()\[\]'"`:=\r\n]""")
@@ -95,7 +97,7 @@ def format_exception_safely(exc: BaseException | None, tb: TracebackType | None)
     return "\n".join(lines)
 
 
-def setup_logging(data_dir: Path, secure_dir: Any) -> Path:
+def setup_logging(data_dir: Path) -> Path:
     """Install the safe handlers (see the module docstring); returns the log file's path."""
     folder = secure_dir(data_dir / "logs")
     path = folder / "sidep-helper.log"

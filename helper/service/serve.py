@@ -1,4 +1,15 @@
-"""``sidep-helper serve``: the API on the loopback, folder watching, daily purge, clean shutdown."""
+"""``sidep-helper serve``: the API on the loopback, folder watching, daily purge, clean shutdown.
+
+What happens, step by step:
+1. the commented configuration file is written if missing; logging is set up so that nothing any
+   library logs can carry a request line, a query, a header or the token (``logs``);
+2. the port is bound on 127.0.0.1 and ::1 only (a clear French message and exit code 3 if taken);
+3. the token, the audit trail and the index are created if missing; uploads a crash left in the
+   spool are deleted when the application starts;
+4. the watcher catches up with the watched folders, then follows them; the purge runs every day;
+5. the API is served (``api.server``: our own answers for errors aiohttp's parser raises) until
+   SIGTERM/SIGINT, then the watcher lets an ingest in progress commit and everything closes.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +26,7 @@ from aiohttp import web
 
 from helper import __version__
 from helper.config import Settings, write_default
-from helper.index.store import Store, secure_dir
+from helper.index.store import Store
 from helper.service import logs
 from helper.service.api import CTX, make_app, purge_due
 from helper.service.api.server import run
@@ -71,7 +82,7 @@ def port_busy_message(port: int, settings: Settings) -> str:
 
 def setup_logging(settings: Settings) -> Path:
     """Plain logs for IT, never patient data, a query string or a header (see ``logs``)."""
-    return logs.setup_logging(settings.data_dir, secure_dir)
+    return logs.setup_logging(settings.data_dir)
 
 
 def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) -> int:
