@@ -106,7 +106,10 @@ async def _serve(app: web.Application, sockets: list[socket.socket], shutdown_ti
         try:
             loop.add_signal_handler(signum, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # Windows: the plain signal module
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            try:
+                signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+            except ValueError:  # not the main thread: whoever started us stops us
+                pass
     runner = SafeAppRunner(app, access_log_class=RouteAccessLogger, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
