@@ -33,7 +33,9 @@ def held_queue() -> Iterator[str]:
                        capture_output=True, check=True, timeout=30)
         subprocess.run(["cupsdisable", HELD_QUEUE], capture_output=True, check=True, timeout=30)
     yield HELD_QUEUE
-    subprocess.run(["cancel", "-a", "-x", HELD_QUEUE], capture_output=True, timeout=30)
+    with machine_lock():
+        subprocess.run(["cancel", "-a", "-x", HELD_QUEUE], capture_output=True, timeout=30)
+        subprocess.run(["lpadmin", "-x", HELD_QUEUE], capture_output=True, timeout=30)
 
 
 def _st() -> list[str]:
