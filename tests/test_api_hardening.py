@@ -7,6 +7,7 @@ bare LF line endings, oversized headers).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -347,3 +348,36 @@ def test_any_query_parameter_carrying_the_token_is_refused(served: Served) -> No
 def test_logs_are_0600(served: Served) -> None:
     if os.name == "posix":
         assert (served.home / "logs" / "sidep-helper.log").stat().st_mode & 0o777 == 0o600
+
+
+async def test_the_http_server_answers_an_escaping_exception_with_safe_json(caplog: pytest.LogCaptureFixture) -> None:
+    """Past every middleware (here one that fails), aiohttp's own 500 is replaced by ours."""
+    from aiohttp import web
+
+    from helper.service.api.server import RouteAccessLogger, SafeAppRunner
+
+    @web.middleware
+    async def failing(request: web.Request, handler: object) -> web.StreamResponse:
+        raise RuntimeError(f"fiche de {PATIENT}")
+
+    app = web.Application(middlewares=[failing])
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app.router.add_get("/x", ok)
+    runner = SafeAppRunner(app, access_log_class=RouteAccessLogger)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /x?q={PATIENT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n".encode())
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    _assert_safe_error(int(lines[0].split()[1]), headers, body, 500, PATIENT)
+    assert "RuntimeError" in caplog.text
