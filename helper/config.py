@@ -68,6 +68,10 @@ DEFAULT_CONFIG = f"""\
 # Imprimante : nom de la file d'impression ; vide = imprimante par défaut du système.
 # printer = ""
 
+# Imprimantes que l'extension peut choisir (noms des files d'impression), en plus de « printer ».
+# Liste vide = seule l'imprimante ci-dessus (ou, à défaut, celle par défaut du système) est utilisée.
+# printers = ["Accueil", "Secrétariat"]
+
 # Durée de conservation des certificats, en jours après leur intégration dans SI-DEP.
 # Un certificat déjà plus ancien à son arrivée n'est pas conservé (compté « expiré »).
 # retention_days = 90
@@ -110,6 +114,7 @@ class Settings:
     watch_downloads: bool = True
     watch_thunderbird: bool = True
     printer: str = ""
+    printers: tuple[str, ...] = ()
     allowed_origins: frozenset[str] = frozenset(CHROMIUM_ORIGINS)
     allow_any_extension_origin: bool = False
     sites: dict[str, str] = field(default_factory=dict)
@@ -130,6 +135,7 @@ class Settings:
             "trusted_senders": sorted(self.trusted_senders),
             "trusted_forwarders": sorted(self.trusted_forwarders),
             "printer": self.printer,
+            "printers": list(self.printers),
             "retention_days": self.retention_days,
             "quarantine_max_mb": self.quarantine_max_mb,
             "allowed_origins": sorted(self.allowed_origins),
@@ -304,6 +310,11 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
         if not isinstance(values["printer"], str):
             raise fail("printer", "un nom d'imprimante (texte)")
         settings.printer = values["printer"].strip()
+    if "printers" in values:
+        queues = values["printers"]
+        if not isinstance(queues, list) or not all(isinstance(q, str) and q.strip() for q in queues):
+            raise fail("printers", "une liste de noms d'imprimantes (texte)")
+        settings.printers = tuple(dict.fromkeys(q.strip() for q in queues))
     if "allowed_origins" in values:
         origins = values["allowed_origins"]
         if not isinstance(origins, list) or not all(

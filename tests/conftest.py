@@ -126,10 +126,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(home: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    """``sidep-helper serve`` with ``home`` as its SIDEP_HELPER_HOME (its config.toml sets the port)."""
-    return subprocess.Popen([sys.executable, "-m", "helper", "serve", *extra], env=Cli(home).env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start(home: Path, port: int, *extra: str, stderr_to: Path | None = None) -> subprocess.Popen[bytes]:
+    """``sidep-helper serve`` with ``home`` as its SIDEP_HELPER_HOME (its config.toml sets the port).
+
+    Its stderr is a pipe, unless ``stderr_to`` names a file: a long run must use a file, since a
+    pipe nobody reads fills up and then blocks the service's next log line."""
+    if stderr_to is None:
+        return subprocess.Popen([sys.executable, "-m", "helper", "serve", *extra], env=Cli(home).env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(stderr_to, "ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "helper", "serve", *extra], env=Cli(home).env(),
+                                stdout=subprocess.DEVNULL, stderr=err)
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

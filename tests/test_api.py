@@ -138,14 +138,16 @@ async def test_delivered_and_undo_change_the_state(api: Api) -> None:
     body = await resp.json()
     validate(body, "/api/v1/certificates/{id}/delivered", "DELETE", 200)
     assert body["delivered_at"] is None
-    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/delivered", headers=api.auth())  # no body
+    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/delivered",  # no body
+                                 headers=api.auth(**{"Content-Type": "application/json"}))
     assert resp.status == 200 and (await resp.json())["delivered_by"] is None
 
 
 async def test_print_without_a_printer_is_a_clear_503(api: Api) -> None:
     found = await (await api.client.get("/api/v1/certificates", headers=api.auth())).json()
     cert_id = found["results"][0]["id"]
-    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/print", headers=api.auth())
+    resp = await api.client.post(f"/api/v1/certificates/{cert_id}/print",
+                                 headers=api.auth(**{"Content-Type": "application/json"}))
     assert resp.status == 503
     body = await resp.json()
     validate(body, "/api/v1/certificates/{id}/print", "POST", 503)
@@ -364,3 +366,42 @@ async def test_a_rotated_token_applies_at_once(tmp_path: Path) -> None:
 
 
 
+
+
+async def test_a_print_request_may_only_name_a_configured_printer(api: Api) -> None:
+    found = await (await api.client.get("/api/v1/certificates", headers=api.auth())).json()
+    cert_id = found["results"][0]["id"]
+    url = f"/api/v1/certificates/{cert_id}/print"
+    for printer in ("sidep-test-pdf", "Imprimante-Direction", "file-inexistante-2"):
+        resp = await api.client.post(url, json={"printer": printer}, headers=api.auth())
+        body = await resp.json()
+        assert resp.status == 403, printer
+        validate(body, "/api/v1/certificates/{id}/print", "POST", 403)
+        assert body["error"] == "printer_not_allowed" and "printers" in body["message"]
+    for bad in ({"printer": ""}, {"printer": 3}, {"printer": None}, {"printer": "a\nb"}, {"imprimante": "x"}):
+        resp = await api.client.post(url, json=bad, headers=api.auth())
+        assert resp.status == 400, bad
+        validate(await resp.json(), "/api/v1/certificates/{id}/print", "POST", 400)
+    # a queue IT listed gets through the check (and then fails: it does not exist on this machine)
+    api.settings.printers = ("Accueil-inexistante",)
+    resp = await api.client.post(url, json={"printer": "Accueil-inexistante"}, headers=api.auth())
+    assert resp.status in (502, 503) and (await resp.json())["error"] in ("no_printer", "print_failed")
+    resp = await api.client.post(url, json={"printer": "file-inexistante"}, headers=api.auth())  # the configured one
+    assert resp.status in (502, 503)
+    after = await (await api.client.get(f"/api/v1/certificates/{cert_id}", headers=api.auth())).json()
+    assert after["print_count"] == 0
+
+
+def test_printers_setting_is_validated(tmp_path: Path) -> None:
+    from helper.config import ConfigError, load
+
+    config = tmp_path / "config.toml"
+    config.write_text('printers = ["Accueil", " Secrétariat ", "Accueil"]\n', encoding="utf-8")
+    settings = load(tmp_path, config)
+    assert settings.printers == ("Accueil", "Secrétariat")
+    assert settings.in_force()["printers"] == ["Accueil", "Secrétariat"]
+    for wrong in ('printers = "Accueil"\n', "printers = [1]\n", 'printers = [""]\n'):
+        config.write_text(wrong, encoding="utf-8")
+        with pytest.raises(ConfigError, match="printers"):
+            load(tmp_path, config)
+    assert load(tmp_path, tmp_path / "absent.toml").printers == ()

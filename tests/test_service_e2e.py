@@ -45,7 +45,7 @@ class Service:
              headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")
-        if body is not None:
+        if body is not None or method == "POST":  # as the extension does, even for an empty POST
             request.add_header("Content-Type", content_type)
         for key, value in (headers or {}).items():
             request.add_header(key, value)

@@ -1,4 +1,15 @@
-"""``sidep-helper serve``: the API on the loopback, folder watching, daily purge, clean shutdown."""
+"""``sidep-helper serve``: the API on the loopback, folder watching, daily purge, clean shutdown.
+
+What happens, step by step:
+1. the commented configuration file is written if missing; logging is set up so that nothing any
+   library logs can carry a request line, a query, a header or the token (``logs``);
+2. the port is bound on 127.0.0.1 and ::1 only (a clear French message and exit code 3 if taken);
+3. the token, the audit trail and the index are created if missing; uploads a crash left in the
+   spool are deleted when the application starts;
+4. the watcher catches up with the watched folders, then follows them; the purge runs every day;
+5. the API is served (``api.server``: our own answers for errors aiohttp's parser raises) until
+   SIGTERM/SIGINT, then the watcher lets an ingest in progress commit and everything closes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import logging.handlers
 import os
 import socket
 import sys
@@ -16,8 +26,10 @@ from aiohttp import web
 
 from helper import __version__
 from helper.config import Settings, write_default
-from helper.index.store import Store, secure_dir
+from helper.index.store import Store
+from helper.service import logs
 from helper.service.api import CTX, make_app, purge_due
+from helper.service.api.server import run
 from helper.service.audit import Audit
 from helper.service.token import read_or_create, token_path
 
@@ -69,24 +81,8 @@ def port_busy_message(port: int, settings: Settings) -> str:
 
 
 def setup_logging(settings: Settings) -> Path:
-    """Plain logs for IT (never patient data): a rotating file in the data folder, and stderr."""
-    folder = secure_dir(settings.data_dir / "logs")
-    path = folder / "sidep-helper.log"
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("sidep_helper")
-    root.handlers[:] = [handler, console]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-    access = logging.getLogger("aiohttp.access")
-    access.handlers[:] = [handler]
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    if os.name == "posix" and path.exists():
-        os.chmod(path, 0o600)
-    return path
+    """Plain logs for IT, never patient data, a query string or a header (see ``logs``)."""
+    return logs.setup_logging(settings.data_dir)
 
 
 def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) -> int:
@@ -130,14 +126,7 @@ def serve(settings: Settings, *, watch_folders: list[Path], watch: bool = True) 
         log.warning("%s", warning)
     if created:
         log.info("fichier de configuration créé avec les valeurs par défaut : %s", settings.config_file)
-    web.run_app(
-        app,
-        sock=sockets,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=10,
-        access_log_class=_NoQueryAccessLogger,
-    )
+    run(app, sockets, shutdown_timeout=10)
     log.info("sidep-helper arrêté proprement")
     return 0
 
@@ -216,22 +205,3 @@ async def _purge_daily(app: web.Application) -> None:
         except Exception:  # noqa: BLE001 - a failed purge is logged and retried tomorrow
             log.exception("échec de la purge quotidienne")
         await asyncio.sleep(PURGE_EVERY_SECONDS)
-
-
-try:
-    from aiohttp.web_log import AccessLogger
-except ImportError:  # pragma: no cover
-    AccessLogger = object  # type: ignore[misc,assignment]
-
-
-class _NoQueryAccessLogger(AccessLogger):  # type: ignore[misc,valid-type]
-    """Access log lines with the path only: query strings carry patient names and dates."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        try:
-            self.logger.info(
-                '%s "%s %s" %s %.1f ms',
-                request.remote, request.method, request.path, response.status, time * 1000,
-            )
-        except Exception:  # noqa: BLE001
-            self.logger.exception("journal d'accès")
