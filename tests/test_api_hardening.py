@@ -27,6 +27,7 @@ import pytest
 from conftest import Cli, free_port, recent_spec, start, wait_healthy
 
 from helper import __version__
+from helper.extension_ids import CHROMIUM_ORIGINS
 
 PATIENT = "DUPONTEL"
 BIRTH = "12/03/1980"
@@ -317,15 +318,15 @@ def test_parameters_outside_the_contract_get_their_documented_4xx(served: Served
 # --- item 15: origins and the token in the address --------------------------------------------------------------
 
 def test_only_well_formed_extension_origins_pass(served: Served) -> None:
-    good = ("chrome-extension://abcdefghijklmnopabcdefghijklmnop",
-            "moz-extension://0c4d4c6b-6d8a-4b8e-9a7a-2b1f5f6f7a10")
+    good = (*CHROMIUM_ORIGINS, "moz-extension://0c4d4c6b-6d8a-4b8e-9a7a-2b1f5f6f7a10")
     bad = ("null", "chrome-extension://abcdefghijklmnopabcdefghijklmno", "chrome-extension://abcdefghijklmnopabcdefghijklmnopa",
            "chrome-extension://ABCDEFGHIJKLMNOPABCDEFGHIJKLMNOP", "chrome-extension://qrstuvwxyzqrstuvwxyzqrstuvwxyzqr",
            "chrome-extension://abcdefghijklmnopabcdefghijklmnoр",  # last letter Cyrillic
            "chrome-extension://abcdefghijklmnopabcdefghijklmnop/", "chrome-extension://abcdefghijklmnopabcdefghijklmnop:80",
            "moz-extension://0C4D4C6B-6D8A-4B8E-9A7A-2B1F5F6F7A10", "moz-extension://0c4d4c6b6d8a4b8e9a7a2b1f5f6f7a10",
            "moz-extension://0c4d4c6b-6d8a-4b8e-9a7a-2b1f5f6f7a1", "moz-extension://evil", "safari-web-extension://x",
-           "https://abcdefghijklmnopabcdefghijklmnop", "file://", "chrome-extension://")
+           "https://abcdefghijklmnopabcdefghijklmnop", "file://", "chrome-extension://",
+           "chrome-extension://abcdefghijklmnopabcdefghijklmnop")  # well formed, but not ours
     for origin in good:
         status, headers, _ = served.request("GET", "/api/v1/status", headers={"Origin": origin})
         assert status == 200 and headers["access-control-allow-origin"] == origin

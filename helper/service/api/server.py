@@ -79,7 +79,8 @@ class SafeAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _SafeServer
-        server.demo = self.app[CTX].settings.demo  # type: ignore[attr-defined]
+        ctx = self.app.get(CTX)
+        server.demo = bool(ctx and ctx.settings.demo)  # type: ignore[attr-defined]
         return server
 
 
