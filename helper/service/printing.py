@@ -9,7 +9,8 @@ Linux and macOS: CUPS, through its command-line clients
     Every call has a timeout (``TIMEOUT`` seconds). CUPS keeps its own copy of the job in
     ``/var/spool/cups`` (root only) for ``PreserveJobFiles`` (a day by default).
 
-Windows: GDI, with only what the installer ships (``pypdfium2`` and ``pywin32`` wheels)
+Windows: GDI, with only what the NSIS and MSI installers ship in their embedded Python (the win_amd64
+``pypdfium2`` and ``pywin32`` wheels pinned in uv.lock; pywin32.pth puts win32print/win32ui on the path)
     pypdfium2 renders each page in memory (at most ``WINDOWS_MAX_DPI``), ``win32ui`` opens a device
     context on the printer, ``win32print.StartDoc`` starts the job (its id is returned) and
     ``StretchDIBits`` draws each page at its true size relative to the physical sheet. The printer is
