@@ -52,9 +52,9 @@ RUN_KEY = r"software\microsoft\windows\currentversion\run"
 UNINSTALL = "software\\microsoft\\windows\\currentversion\\uninstall\\"
 WATCH = r"C:\sidep-depot"
 PORT = free_port()
-PARAMS = {"PORT": str(PORT), "WATCH": WATCH, "PRINTER": "sidep-test-pdf",
+PARAMS = {"PORT": str(PORT), "WATCH": WATCH, "PRINTER": "Imprimante accueil",
           "TRUSTED_FORWARDERS": "Secretariat@Labo.fr, accueil@labo.fr", "RETENTION_DAYS": "30"}
-EXPECTED_CONFIG = {"port": PORT, "watch": [WATCH], "printers": ["sidep-test-pdf"], "printer": "sidep-test-pdf",
+EXPECTED_CONFIG = {"port": PORT, "watch": [WATCH], "printers": ["Imprimante accueil"], "printer": "Imprimante accueil",
                    "trusted_forwarders": ["secretariat@labo.fr", "accueil@labo.fr"], "retention_days": 30}
 
 

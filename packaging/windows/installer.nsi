@@ -6,8 +6,9 @@
 ; What it does, in order (section "sidep-helper"):
 ;  1. an earlier installation in the same folder: its helpers are stopped and its Python replaced;
 ;  2. files under $PROGRAMFILES64\sidep-helper; uninstall.exe;
-;  3. the parameters under HKLM\Software\sidep-helper\Install, then tools\setup_actions.py configure
-;     writes %ProgramData%\sidep-helper\config.toml and the native-messaging manifests (a bad value
+;  3. the raw parameters under HKLM\Software\sidep-helper\Install (CommandLine), then
+;     tools\setup_actions.py configure parses them into the same values as the MSI's, writes
+;     %ProgramData%\sidep-helper\config.toml and the native-messaging manifests (a bad value
 ;     stops here, exit code 2, reason in %ProgramData%\sidep-helper\installation.log);
 ;  4. HKLM keys of the pairing host (Chrome, Chromium, Edge, Mozilla), the logon entry (HKLM Run key,
 ;     pythonw.exe -m helper serve), the Start-menu entry for all users, the Programs and Features entry.
@@ -47,22 +48,13 @@ UninstPage uninstConfirm
 UninstPage instfiles
 LoadLanguageFile "${NSISDIR}\Contrib\Language files\French.nlf"
 
-Var Port
-Var Watch
-Var Printer
-Var Forwarders
-Var Retention
+Var Parameters
 
 Function .onInit
   SetRegView 64
   SetShellVarContext all
-  ${GetParameters} $R0
-  ${GetOptions} $R0 "/PORT=" $Port
-  ${GetOptions} $R0 "/WATCH=" $Watch
-  ${GetOptions} $R0 "/PRINTER=" $Printer
-  ${GetOptions} $R0 "/TRUSTED_FORWARDERS=" $Forwarders
-  ${GetOptions} $R0 "/RETENTION_DAYS=" $Retention
-  ClearErrors
+  ; parsed by setup_actions.py (quotes around the whole option or around its value both work)
+  ${GetParameters} $Parameters
 FunctionEnd
 
 Section "sidep-helper"
@@ -77,11 +69,7 @@ Section "sidep-helper"
   File /r "${STAGE}\*"
   WriteUninstaller "$INSTDIR\uninstall.exe"
 
-  WriteRegStr HKLM "${PARAM_KEY}" "Port" $Port
-  WriteRegStr HKLM "${PARAM_KEY}" "Watch" $Watch
-  WriteRegStr HKLM "${PARAM_KEY}" "Printer" $Printer
-  WriteRegStr HKLM "${PARAM_KEY}" "TrustedForwarders" $Forwarders
-  WriteRegStr HKLM "${PARAM_KEY}" "RetentionDays" $Retention
+  WriteRegStr HKLM "${PARAM_KEY}" "CommandLine" $Parameters
   WriteRegStr HKLM "${PARAM_KEY}" "InstallDir" "$INSTDIR"
   WriteRegStr HKLM "${PARAM_KEY}" "Version" "${VERSION}"
   DetailPrint "Configuration du poste (%ProgramData%\sidep-helper\config.toml)"

@@ -4,8 +4,8 @@ Installed as ``<INSTDIR>\\tools\\setup_actions.py``; both installers call it the
 
 ``configure`` (after the files and registry values are in place):
 1. read what IT asked, from ``HKLM\\Software\\sidep-helper\\Install`` (values Port, Watch, Printer,
-   TrustedForwarders, RetentionDays, written by the installer from its public properties /
-   command-line parameters; an empty or absent value means "not asked");
+   TrustedForwarders, RetentionDays, written by the MSI from its public properties; setup.exe writes
+   its raw command line instead, parsed here into the same values; empty or absent = "not asked");
 2. check every value; a bad one stops the installation with a French message (exit 1), nothing written;
 3. merge them into the machine-wide ``%ProgramData%\\sidep-helper\\config.toml`` (keys port, watch,
    printers and printer, trusted_forwarders, retention_days): values asked replace the file's, other
@@ -46,7 +46,7 @@ HEADER = """\
 # (%LOCALAPPDATA%\\sidep-helper\\config.toml), qui ne peut pas l'affaiblir.
 # Une réinstallation ou une mise à jour sans paramètre garde les valeurs ci-dessous.
 """
-# (registry value, config key, parser)
+# registry values under INSTALL_KEY, one per installer parameter
 PARAMETERS = ("Port", "Watch", "Printer", "TrustedForwarders", "RetentionDays")
 
 
@@ -71,15 +71,30 @@ def log(message: str) -> None:
 
 
 def read_parameters() -> dict[str, str]:
-    """The values the installer stored under HKLM (64-bit view); empty ones are left out."""
+    """The values the installer stored under HKLM (64-bit view); empty ones are left out.
+
+    The MSI writes one value per property. setup.exe writes its raw parameters (value CommandLine):
+    they are parsed here (NSIS's own option parser splits ``"/PRINTER=Accueil HP"`` wrongly), then
+    stored as the same values as the MSI's, and CommandLine is deleted.
+    """
     import winreg
 
     found: dict[str, str] = {}
+    access = winreg.KEY_READ | winreg.KEY_WRITE | winreg.KEY_WOW64_64KEY
     try:
-        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, INSTALL_KEY, 0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY)
+        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, INSTALL_KEY, 0, access)
     except OSError:
         return found
     with key:
+        try:
+            command_line, _ = winreg.QueryValueEx(key, "CommandLine")
+        except OSError:
+            command_line = None
+        if command_line is not None:
+            options = parse_setup_options(str(command_line))
+            for name in PARAMETERS:
+                winreg.SetValueEx(key, name, 0, winreg.REG_SZ, options.get(name, ""))
+            winreg.DeleteValue(key, "CommandLine")
         for name in PARAMETERS:
             try:
                 value, _ = winreg.QueryValueEx(key, name)
@@ -88,6 +103,44 @@ def read_parameters() -> dict[str, str]:
             text = str(value).strip()
             if text:
                 found[name] = text
+    return found
+
+
+OPTIONS = {"PORT": "Port", "WATCH": "Watch", "PRINTER": "Printer", "TRUSTED_FORWARDERS": "TrustedForwarders",
+           "RETENTION_DAYS": "RetentionDays"}
+
+
+def split_command_line(text: str) -> list[str]:
+    """Words of a Windows command line: spaces split outside double quotes, quotes are dropped (so
+    ``/PRINTER="Accueil HP"`` and ``"/PRINTER=Accueil HP"`` give the same word; a backslash before a
+    closing quote stays a backslash, for ``/WATCH="D:\\Certificats\\"``)."""
+    words: list[str] = []
+    current: list[str] = []
+    quoted = started = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            started = True
+        elif ch in " \t" and not quoted:
+            if started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(ch)
+            started = True
+    if started:
+        words.append("".join(current))
+    return words
+
+
+def parse_setup_options(command_line: str) -> dict[str, str]:
+    """setup.exe's ``/NAME=value`` options (names in OPTIONS, any case) as registry value names."""
+    found: dict[str, str] = {}
+    for word in split_command_line(command_line):
+        name, sep, value = word.partition("=")
+        key = OPTIONS.get(name.lstrip("/").upper()) if name.startswith("/") and sep else None
+        if key and value.strip():
+            found[key] = value.strip()
     return found
 
 
