@@ -7,8 +7,9 @@ from every test session and from ``tests/run``):
    as root on a machine that has it; elsewhere ``WineSetupError`` says what is missing);
 2. nothing else: no display is used (``DISPLAY`` empty, ``WINEDEBUG=-all``), prefixes are throwaway.
 
-``Prefix`` is one throwaway ``WINEPREFIX`` (64-bit, ``wineboot -i``): run Windows programs with all
-three standard streams on /dev/null (pythonw.exe cannot start under Wine with a Unix pipe as stream),
+````Prefix`` is one throwaway ``WINEPREFIX`` (64-bit, ``wineboot -i``): run Windows programs with the
+standard streams on /dev/null (pythonw.exe cannot start under Wine with a pipe or a file as stream) or,
+for console programs whose output is read, on pipes (python.exe cannot start with a file as stdout),
 wait for every program of the prefix to end (``wineserver -w``, which also writes the registry files),
 read the HKLM and HKCU hives from ``system.reg``/``user.reg`` and map ``C:\\`` paths to Linux paths.
 Standard library only, so that ``python3 tests/wine.py`` works before any virtual environment exists.
@@ -22,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from syslock import file_lock
@@ -151,14 +151,11 @@ class Prefix:
         return proc.returncode
 
     def output(self, *args: str, timeout: float = 120) -> tuple[int, str]:
-        """Run a console program, stdout captured to a file in the prefix (Wine pipes break pythonw)."""
-        out = self.drive_c / f"out-{time.monotonic_ns()}.txt"
-        with open(out, "wb") as fh:
-            proc = subprocess.run(["wine", *args], env=self.env, stdin=subprocess.DEVNULL, stdout=fh,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
-        text = out.read_bytes().decode("utf-8", "replace")
-        out.unlink()
-        return proc.returncode, text
+        """Run a console program; its stdout and stderr (through a pipe: python.exe under Wine cannot
+        start with a regular file as stdout)."""
+        proc = subprocess.run(["wine", *args], env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["wine", *args], env=self.env, stdin=subprocess.DEVNULL,

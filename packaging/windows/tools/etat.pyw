@@ -101,6 +101,7 @@ def report() -> tuple[bool, str]:
 def main(argv: list[str]) -> int:
     running, text = report()
     if "--print" in argv:
+        sys.stdout.reconfigure(encoding="utf-8")  # a console is UTF-8 already; a pipe or file would be cp1252
         print(text)
         return 0 if running else 1
     import ctypes

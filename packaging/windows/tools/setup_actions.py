@@ -7,7 +7,8 @@ Installed as ``<INSTDIR>\\tools\\setup_actions.py``; both installers call it the
    TrustedForwarders, RetentionDays, written by the MSI from its public properties; setup.exe writes
    its raw command line instead, parsed here into the same values; empty or absent = "not asked");
 2. check every value; a bad one stops the installation with a French message (exit 1), nothing written;
-3. merge them into the machine-wide ``%ProgramData%\\sidep-helper\\config.toml`` (keys port, watch,
+3. make ``%ProgramData%\\sidep-helper`` owned by Administrators, read-only for Users (icacls), and
+   merge the values into the machine-wide ``%ProgramData%\\sidep-helper\\config.toml`` (keys port, watch,
    printers and printer, trusted_forwarders, retention_days): values asked replace the file's, other
    keys are kept, so an upgrade run without parameters keeps the configuration IT gave before;
 4. write the native-messaging manifests into ``<INSTDIR>\\native-messaging\\`` with the contract's
@@ -222,10 +223,32 @@ def write_manifests(root: Path) -> None:
         raise SetupError(f"écriture des manifestes d'appairage impossible : {proc.stderr.strip()}")
 
 
+def protect(folder: Path) -> None:
+    """Administrators own the folder; SYSTEM and Administrators full control, Users read only.
+
+    ProgramData lets any user create a folder there: one made in advance by a user would stay theirs
+    (and so would the machine configuration) without this. Best effort: the outcome is logged.
+    """
+    icacls = Path(os.environ.get("SystemRoot", r"C:\Windows")) / "System32" / "icacls.exe"
+    steps = [[str(folder), "/setowner", "*S-1-5-32-544", "/T", "/C", "/Q"],
+             [str(folder), "/inheritance:r", "/grant:r", "*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F",
+              "*S-1-5-32-545:(OI)(CI)RX", "/T", "/C", "/Q"]]
+    for args in steps:
+        try:
+            proc = subprocess.run([str(icacls), *args], capture_output=True, text=True, timeout=60,
+                                  creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            outcome = f"code {proc.returncode}"
+        except OSError as exc:
+            outcome = f"impossible ({exc})"
+        log(f"droits de {folder} ({args[1]}) : {outcome}")
+
+
 def configure() -> int:
     root = instdir()
     params = read_parameters()
     values = to_config(params)
+    machine_dir().mkdir(parents=True, exist_ok=True)
+    protect(machine_dir())
     config = merge_config(machine_dir() / "config.toml", values)
     log(f"configuration du poste : {sorted(values)} demandés ; en vigueur : {sorted(config)}")
     write_manifests(root)
