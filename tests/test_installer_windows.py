@@ -6,7 +6,8 @@ higher version (upgrade). Then two ordered scenarios, each in its own throwaway 
 NSIS: ``setup.exe /S /PORT=… /WATCH=… /PRINTER=… /TRUSTED_FORWARDERS=… /RETENTION_DAYS=…`` → files, HKLM
 keys, Start-menu entry, machine config; the logon command line read from the Run key is started
 (pythonw.exe under Wine), health and search answered from Linux over loopback for a certificate dropped
-into the configured folder; the Start-menu status script; uninstall keeps user data, a re-install
+into the configured folder, then printed for real (pywin32/pypdfium2 → Wine's GDI → the CUPS cups-pdf
+queue); the Start-menu status script; uninstall keeps user data, a re-install
 without parameters keeps the machine config, ``/REMOVEDATA`` deletes everything.
 
 MSI: a bad property rolls the installation back with a French reason; ``msiexec /i … /qn`` with every
@@ -32,6 +33,7 @@ from pathlib import Path
 import mailgen
 import pytest
 from conftest import ROOT, free_port, recent_spec
+from cups import ensure_cups_pdf
 
 sys.path.insert(0, str(ROOT))
 from helper.service.nativehosts import HOST_NAME, WINDOWS_KEYS  # noqa: E402
@@ -50,11 +52,11 @@ INSTDIR = r"C:\Program Files\sidep-helper"
 SHORTCUT = "ProgramData/Microsoft/Windows/Start Menu/Programs/Certificats SI-DEP — état du service.lnk"
 RUN_KEY = r"software\microsoft\windows\currentversion\run"
 UNINSTALL = "software\\microsoft\\windows\\currentversion\\uninstall\\"
-WATCH = r"C:\sidep-depot"
+WATCH = r"C:\Dépôt SI-DEP"  # a space and accents, through both installers' parameters
 PORT = free_port()
-PARAMS = {"PORT": str(PORT), "WATCH": WATCH, "PRINTER": "Imprimante accueil",
+PARAMS = {"PORT": str(PORT), "WATCH": WATCH, "PRINTER": "sidep-test-pdf",
           "TRUSTED_FORWARDERS": "Secretariat@Labo.fr, accueil@labo.fr", "RETENTION_DAYS": "30"}
-EXPECTED_CONFIG = {"port": PORT, "watch": [WATCH], "printers": ["Imprimante accueil"], "printer": "Imprimante accueil",
+EXPECTED_CONFIG = {"port": PORT, "watch": [WATCH], "printers": ["sidep-test-pdf"], "printer": "sidep-test-pdf",
                    "trusted_forwarders": ["secretariat@labo.fr", "accueil@labo.fr"], "retention_days": 30}
 
 
@@ -103,7 +105,7 @@ def check_installed(prefix: Prefix, config: dict[str, object]) -> None:
                 "sidep-helper.cmd", "sidep-helper-pairing.cmd", "tools/setup_actions.py", "tools/etat.pyw"):
         assert (inst / rel).is_file(), f"{rel} missing"
     for rel in ("helper/__init__.py", "helper/service/nativehosts.py", "helper/service/pairing.py",
-                "aiohttp/__init__.py", "win32/win32print.pyd", "pythonwin/win32ui.pyd", "pywin32.pth",
+                "aiohttp/__init__.py", "win32/win32print.pyd", "win32/win32gui.pyd", "pywin32.pth",
                 "pypdfium2_raw/pdfium.dll"):
         assert (site / rel).is_file(), f"site-packages/{rel} missing"
     assert list((site / "helper" / "__pycache__").glob("*.cpython-311.pyc")), "modules not precompiled"
@@ -154,11 +156,13 @@ def make_user_data(prefix: Prefix) -> str:
     return token
 
 
-def get(port: int, path: str, token: str | None = None) -> dict[str, object]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+def get(port: int, path: str, token: str | None = None, body: bytes | None = None) -> dict[str, object]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=5) as resp:
+    if body:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
 
@@ -175,12 +179,13 @@ def test_nsis_silent_install_with_parameters(installers: Installers, nsis_prefix
 
 
 def test_installed_helper_starts_from_run_key_and_serves(nsis_prefix: Prefix) -> None:
-    """The logon command line, run as the user; health and search answered over loopback."""
+    """The logon command line, run as the user; health, search and a real print (Wine's GDI → CUPS)."""
+    cups = ensure_cups_pdf()  # Wine lists the CUPS queues as Windows printers
     config = user_data(nsis_prefix) / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     # the same port and folder as the machine config, so the test holds whichever config wins
     config.write_text(f'port = {PORT}\nwatch = ["{WATCH.replace(chr(92), "/")}"]\nwatch_downloads = false\n'
-                      "watch_thunderbird = false\n", encoding="utf-8")
+                      f'watch_thunderbird = false\nprinter = "{cups.queue}"\n', encoding="utf-8")
     drop = nsis_prefix.unix(WATCH)
     drop.mkdir(parents=True, exist_ok=True)
     command = str(nsis_prefix.hklm()[RUN_KEY]["sidep-helper"])
@@ -216,9 +221,15 @@ def test_installed_helper_starts_from_run_key_and_serves(nsis_prefix: Prefix) ->
         assert "Appairage automatique : installé pour Chrome, Edge, Chromium, Firefox/Thunderbird." in text
         assert "Certificats indexés : 1" in text and "Jeton d'accès : créé" in text
 
-        rc, text = nsis_prefix.output(f"{INSTDIR}\\python\\python.exe", "-c",
-                                      "import win32print, win32ui, pypdfium2; print('impression', win32print.__name__)")
-        assert rc == 0 and "impression win32print" in text, text
+        cert = found["results"][0]
+        since = time.time()
+        printed = get(PORT, f"/api/v1/certificates/{cert['id']}/print", token, body=b"{}")
+        assert printed["printer"] == cups.queue
+        deadline = time.monotonic() + 60
+        while not (out := [p for p in cups.out_dir.glob(f"certificat-{cert['id']}*.pdf") if p.stat().st_mtime >= since]):
+            assert time.monotonic() < deadline, "no PDF from cups-pdf: the GDI print did not reach CUPS"
+            time.sleep(0.5)
+        assert out[0].read_bytes().startswith(b"%PDF-")
     finally:
         nsis_prefix.kill()
         proc.wait(30)
