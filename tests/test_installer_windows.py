@@ -169,6 +169,13 @@ def get(port: int, path: str, token: str | None = None, body: bytes | None = Non
 # --- NSIS ----------------------------------------------------------------------------------------------
 
 def test_nsis_silent_install_with_parameters(installers: Installers, nsis_prefix: Prefix) -> None:
+    # a bad value first: exit code 2, the reason in French, no logon entry
+    assert nsis_prefix.run(str(installers.setup_exe), "/S", "/RETENTION_DAYS=0") == 2
+    nsis_prefix.wait()
+    log = (nsis_prefix.drive_c / "ProgramData" / "sidep-helper" / "installation.log").read_text(encoding="utf-8")
+    assert "RETENTION_DAYS doit être un nombre entier de jours, au moins 1 (reçu : « 0 »)" in log
+    assert "sidep-helper" not in nsis_prefix.hklm().get(RUN_KEY, {})
+
     args = [f"/{k}={v}" for k, v in PARAMS.items()]
     nsis_prefix.run(str(installers.setup_exe), "/S", *args)
     nsis_prefix.wait()
@@ -226,10 +233,12 @@ def test_installed_helper_starts_from_run_key_and_serves(nsis_prefix: Prefix) ->
         printed = get(PORT, f"/api/v1/certificates/{cert['id']}/print", token, body=b"{}")
         assert printed["printer"] == cups.queue
         deadline = time.monotonic() + 60
-        while not (out := [p for p in cups.out_dir.glob(f"certificat-{cert['id']}*.pdf") if p.stat().st_mtime >= since]):
-            assert time.monotonic() < deadline, "no PDF from cups-pdf: the GDI print did not reach CUPS"
+        while True:  # cups-pdf creates the file first, then writes it: wait for a complete PDF
+            out = [p.read_bytes() for p in cups.out_dir.glob(f"certificat-{cert['id']}*.pdf") if p.stat().st_mtime >= since]
+            if out and out[0].startswith(b"%PDF-") and b"%%EOF" in out[0][-64:]:
+                break
+            assert time.monotonic() < deadline, "no complete PDF from cups-pdf: the GDI print did not reach CUPS"
             time.sleep(0.5)
-        assert out[0].read_bytes().startswith(b"%PDF-")
     finally:
         nsis_prefix.kill()
         proc.wait(30)
