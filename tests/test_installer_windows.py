@@ -23,6 +23,7 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.parse
@@ -70,8 +71,16 @@ class Installers:
 
 
 @pytest.fixture(scope="session")
-def installers(tmp_path_factory: pytest.TempPathFactory) -> Installers:
-    out = tmp_path_factory.mktemp("windows-dist")
+def own_tmp() -> Path:
+    """Not pytest's tmp_path: other pytest sessions on this machine rotate /tmp/pytest-of-<user>
+    (three kept) and removed our installers and prefixes while these tests ran."""
+    with tempfile.TemporaryDirectory(prefix="sidep-windows-tests-") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def installers(own_tmp: Path) -> Installers:
+    out = own_tmp / "dist"
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     major, minor, patch = (int(x) for x in version.split("."))
     next_version = f"{major}.{minor}.{patch + 1}"
@@ -85,15 +94,15 @@ def installers(tmp_path_factory: pytest.TempPathFactory) -> Installers:
 
 
 @pytest.fixture(scope="module")
-def nsis_prefix(tmp_path_factory: pytest.TempPathFactory) -> Prefix:
-    prefix = Prefix(tmp_path_factory.mktemp("wine-nsis") / "prefix")
+def nsis_prefix(own_tmp: Path) -> Prefix:
+    prefix = Prefix(own_tmp / "wine-nsis")
     yield prefix
     prefix.kill()
 
 
 @pytest.fixture(scope="module")
-def msi_prefix(tmp_path_factory: pytest.TempPathFactory) -> Prefix:
-    prefix = Prefix(tmp_path_factory.mktemp("wine-msi") / "prefix")
+def msi_prefix(own_tmp: Path) -> Prefix:
+    prefix = Prefix(own_tmp / "wine-msi")
     yield prefix
     prefix.kill()
 
