@@ -247,7 +247,7 @@ def test_only_pdf_is_printed(cups_pdf) -> None:
 # Windows: the GDI path cannot run here; fake pywin32 and pypdfium2 check the calls it makes
 # ----------------------------------------------------------------------------------------------------------------
 class _FakeWindows:
-    """Records what helper.service.printing asks of win32print, win32ui and pypdfium2."""
+    """Records what helper.service.printing asks of win32print, win32gui and pypdfium2."""
 
     def __init__(self, printers: list[str], default: str | None, pages: int = 2) -> None:
         self.printers = printers
@@ -282,25 +282,20 @@ class _FakeWindows:
     def AbortDoc(self, hdc):
         self.calls.append(("AbortDoc",))
 
-    # win32ui
-    def CreateDC(self):
-        fake = self
+    def GetDeviceCaps(self, hdc, index):
+        assert hdc == 1234
+        # 600 dpi laser, A4 sheet, 4.2 mm unprintable margin
+        return {88: 600, 90: 600, 110: 4960, 111: 7016, 112: 100, 113: 100}[index]
 
-        class DC:
-            def CreatePrinterDC(self, name):
-                fake.calls.append(("CreatePrinterDC", name))
+    # win32gui
+    def CreateDC(self, driver, device, init):
+        assert driver == "WINSPOOL" and init is None
+        self.calls.append(("CreatePrinterDC", device))
+        return 1234
 
-            def GetSafeHdc(self):
-                return 1234
-
-            def GetDeviceCaps(self, index):
-                # 600 dpi laser, A4 sheet, 4.2 mm unprintable margin
-                return {88: 600, 90: 600, 110: 4960, 111: 7016, 112: 100, 113: 100}[index]
-
-            def DeleteDC(self):
-                fake.closed.append("dc")
-
-        return DC()
+    def DeleteDC(self, hdc):
+        assert hdc == 1234
+        self.closed.append("dc")
 
     # pypdfium2
     def PdfDocument(self, data):
@@ -354,8 +349,9 @@ def windows(monkeypatch) -> _FakeWindows:
 
     fake = _FakeWindows(printers=["Brother Accueil", "Microsoft Print to PDF"], default="Brother Accueil")
     for name, attrs in {
-        "win32print": ("EnumPrinters", "GetDefaultPrinter", "StartDoc", "StartPage", "EndPage", "EndDoc", "AbortDoc"),
-        "win32ui": ("CreateDC",),
+        "win32print": ("EnumPrinters", "GetDefaultPrinter", "StartDoc", "StartPage", "EndPage", "EndDoc", "AbortDoc",
+                       "GetDeviceCaps"),
+        "win32gui": ("CreateDC", "DeleteDC"),
         "pypdfium2": ("PdfDocument",),
     }.items():
         module = types.ModuleType(name)

@@ -9,9 +9,10 @@ Linux and macOS: CUPS, through its command-line clients
     Every call has a timeout (``TIMEOUT`` seconds). CUPS keeps its own copy of the job in
     ``/var/spool/cups`` (root only) for ``PreserveJobFiles`` (a day by default).
 
-Windows: GDI, with only what the installer ships (``pypdfium2`` and ``pywin32`` wheels)
-    pypdfium2 renders each page in memory (at most ``WINDOWS_MAX_DPI``), ``win32ui`` opens a device
-    context on the printer, ``win32print.StartDoc`` starts the job (its id is returned) and
+Windows: GDI, with only what the NSIS and MSI installers ship in their embedded Python (the win_amd64
+``pypdfium2`` and ``pywin32`` wheels pinned in uv.lock; pywin32.pth puts win32print/win32gui on the path)
+    pypdfium2 renders each page in memory (at most ``WINDOWS_MAX_DPI``), ``win32gui.CreateDC`` opens a
+    device context on the printer (not win32ui, which needs MFC), ``win32print.StartDoc`` starts the job (its id is returned) and
     ``StretchDIBits`` draws each page at its true size relative to the physical sheet. The printer is
     the one named in the settings, else the Windows default printer of the user running the helper.
 
@@ -333,12 +334,14 @@ _NO_WIN32 = (
 
 
 def _win_modules() -> tuple[Any, Any]:
+    # win32gui, not win32ui: win32ui needs MFC (mfc140u.dll), which neither pywin32's wheel nor the
+    # installers ship (it comes with the Visual C++ redistributable, absent from many PCs)
     try:
+        import win32gui
         import win32print
-        import win32ui
     except ImportError as exc:
         raise NoPrinterError(_NO_WIN32, str(exc)) from exc
-    return win32print, win32ui
+    return win32print, win32gui
 
 
 def _win_printers() -> list[str]:
@@ -366,21 +369,22 @@ def _win_print(data: bytes, name: str, title: str) -> str:
         import pypdfium2
     except ImportError as exc:
         raise NoPrinterError(_NO_WIN32, str(exc)) from exc
-    win32print, win32ui = _win_modules()
+    win32print, win32gui = _win_modules()
     try:
         pdf = pypdfium2.PdfDocument(data)
     except Exception as exc:
         raise PrintError("Le certificat est illisible : impossible de l'imprimer.", repr(exc)) from exc
-    dc = None
     hdc = None
     started = False
     try:
-        dc = win32ui.CreateDC()
-        dc.CreatePrinterDC(name)
-        hdc = dc.GetSafeHdc()
-        dpi_x, dpi_y = dc.GetDeviceCaps(_LOGPIXELSX), dc.GetDeviceCaps(_LOGPIXELSY)
-        sheet_w, sheet_h = dc.GetDeviceCaps(_PHYSICALWIDTH), dc.GetDeviceCaps(_PHYSICALHEIGHT)
-        off_x, off_y = dc.GetDeviceCaps(_PHYSICALOFFSETX), dc.GetDeviceCaps(_PHYSICALOFFSETY)
+        hdc = win32gui.CreateDC("WINSPOOL", name, None)
+
+        def caps(index: int) -> int:
+            return win32print.GetDeviceCaps(hdc, index)
+
+        dpi_x, dpi_y = caps(_LOGPIXELSX), caps(_LOGPIXELSY)
+        sheet_w, sheet_h = caps(_PHYSICALWIDTH), caps(_PHYSICALHEIGHT)
+        off_x, off_y = caps(_PHYSICALOFFSETX), caps(_PHYSICALOFFSETY)
         job = win32print.StartDoc(hdc, (title, None, None, 0))
         started = True
         for index in range(len(pdf)):
@@ -415,9 +419,9 @@ def _win_print(data: bytes, name: str, title: str) -> str:
                 win32print.AbortDoc(hdc)
             except Exception:
                 log.warning("AbortDoc failed", exc_info=True)
-        if dc is not None:
+        if hdc is not None:
             try:
-                dc.DeleteDC()
+                win32gui.DeleteDC(hdc)
             except Exception:
                 log.warning("DeleteDC failed", exc_info=True)
         pdf.close()
