@@ -143,9 +143,10 @@ def welcome(settings: Settings, addresses: str, log_path: Path, seeded: int = 0)
     if not settings.demo:
         lines.append(f"Configuration : {settings.config_file}  (« sidep-helper config » pour les réglages en vigueur)")
     lines.append(
-        "Étape suivante : installez l'extension du webmail ou de Thunderbird (README, section « Extensions »),\n"
-        "puis collez dans ses réglages le jeton affiché par « sidep-helper token"
-        + (" --demo" if settings.demo else "") + " »."
+        "Étape suivante : installez l'extension du webmail ou de Thunderbird (README, section « Extensions »).\n"
+        "Elle s'appaire seule si l'hôte d'appairage est enregistré (fait par les installateurs ; depuis ce\n"
+        "dossier, une fois : « python -m helper.service.nativehosts install --user ») ; sinon, collez dans\n"
+        "ses réglages le jeton affiché par « sidep-helper token" + (" --demo" if settings.demo else "") + " »."
     )
     return "\n".join(lines)
 
