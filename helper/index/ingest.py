@@ -285,22 +285,31 @@ class Ingester:
     def _parallel(self, items: Iterable[Item], workers: int) -> Generator[Result, None, None]:
         """Parse in worker processes, each message within the parse-time budget (even a run of one
         message: a hostile one is stopped, not waited for)."""
-        from helper.index.pool import BudgetPool, PoolBroken
+        from helper.index.pool import BudgetPool, PoolBroken, borrow, give_back
 
         budget = parse_budget()
-        try:
-            pool = BudgetPool(
+        blob_root = str(self.store.blobs.root)
+
+        def start() -> BudgetPool:
+            return BudgetPool(
                 workers, _process_or_mark, budget=budget,
                 on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
                 on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-                initializer=_init_worker, initargs=(str(self.store.blobs.root), self.trusted, self.expire_before),
+                initializer=_init_worker, initargs=(blob_root, self.trusted, self.expire_before),
                 start_method=self.start_method, small=_small_item,
             )
+
+        # Kept between runs (the watcher's small runs would otherwise start a process each time).
+        key = (workers, self.start_method, blob_root, self.trusted, self.expire_before, budget)
+        try:
+            pool = borrow(key, start)
         except PoolBroken:  # no worker processes to be had: read in this process
             yield from self._inline(items)
             return
-        with pool:
+        try:
             yield from pool.imap(items)
+        finally:
+            give_back(key, pool)
 
     def _store_results(
         self,

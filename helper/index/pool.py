@@ -19,9 +19,11 @@ any parser slow; so parsing runs in worker processes and the parent keeps the cl
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import select
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -150,6 +152,12 @@ class BudgetPool:
         for w in self._workers:
             self._stop(w, kill=bool(w.queue))
         self._workers = []
+
+    def reset(self) -> None:
+        """Ready for another run: workers still busy with items of a run left early are replaced."""
+        for w in list(self._workers):
+            if w.queue:
+                self._replace(w)
 
     def __enter__(self) -> BudgetPool:
         return self
@@ -299,3 +307,40 @@ class BudgetPool:
     def _note(self, seconds: float, item: Any) -> None:
         if self.slowest is None or seconds > self.slowest[0]:
             self.slowest = (seconds, item)
+
+
+# --- pools kept between runs -----------------------------------------------------------------------
+
+_idle: dict[Any, BudgetPool] = {}
+_idle_lock = threading.Lock()
+
+
+def borrow(key: Any, start: Callable[[], BudgetPool]) -> BudgetPool:
+    """An idle pool made for ``key``, or a new one from ``start()``; hand it back with :func:`give_back`."""
+    with _idle_lock:
+        pool = _idle.pop(key, None)
+    return pool if pool is not None else start()
+
+
+def give_back(key: Any, pool: BudgetPool) -> None:
+    """Keep ``pool`` for the next run with the same ``key`` (one idle pool at most: others are closed)."""
+    try:
+        pool.reset()
+    except BaseException:
+        pool.close()
+        raise
+    with _idle_lock:
+        others = [k for k in _idle if k != key] + ([key] if key in _idle else [])
+        stale = [_idle.pop(k) for k in others]
+        _idle[key] = pool
+    for old in stale:
+        old.close()
+
+
+@atexit.register
+def _close_idle() -> None:
+    with _idle_lock:
+        pools = list(_idle.values())
+        _idle.clear()
+    for pool in pools:
+        pool.close()

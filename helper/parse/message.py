@@ -26,8 +26,6 @@ from helper.parse.text import (
 
 PDF_MAGIC = b"%PDF-"
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
-
-
 _BLANK_LINES = re.compile(rb"(?:[ \t]*+\r?\n)*+")
 
 
@@ -53,6 +51,8 @@ def _without_leading_blank_lines(raw: bytes) -> tuple[bytes, bool]:
     if end == start:
         return raw, False
     return raw[end:], True
+
+
 _RFC822 = re.compile(rb"message/rfc822", re.I)
 
 
