@@ -120,9 +120,9 @@ def test_well_formed_subjects_round_trip(
 def _best_of_three(func: Callable[[str], object], text: str) -> float:
     best = float("inf")
     for _ in range(3):
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: not inflated by waiting for a busy core
         func(text)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     return best
 
 
@@ -153,9 +153,16 @@ def test_parsing_time_grows_linearly(
     n = 90_000  # smaller sizes fit in CPU caches and make the 10n run look more than 10x slower
     small, large = make(n), make(10 * n)
     _best_of_three(func, small)  # warm caches
-    t_small = max(_best_of_three(func, small), 1e-4)  # below 0.1 ms, timer noise dominates
-    t_large = _best_of_three(func, large)
-    assert t_large < 40 * t_small, f"{name}: {t_small * 1e3:.2f} ms for n, {t_large * 1e3:.2f} ms for 10n"
+    # A quadratic algorithm is 100x slower on 10n every time; a shared, loaded machine can make one
+    # linear measurement look slow. So: up to three measurements, any one under 40x passes.
+    seen = []
+    for _ in range(3):
+        t_small = max(_best_of_three(func, small), 1e-4)  # below 0.1 ms, timer noise dominates
+        t_large = _best_of_three(func, large)
+        seen.append(f"{t_small * 1e3:.2f} ms for n, {t_large * 1e3:.2f} ms for 10n")
+        if t_large < 40 * t_small:
+            return
+    raise AssertionError(f"{name}: " + "; ".join(seen))
 
 
 def test_whitespace_storm_subject_at_the_length_cap_is_instant() -> None:
