@@ -195,17 +195,19 @@ def format_line(cert: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.index import imapstate
+
     store = _open_readonly(settings)
     if store is None:
         status: dict[str, Any] = {
             "data_dir": str(settings.data_dir),
             "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
-            "last_ingest": None, "quarantine": [],
+            "last_ingest": None, "quarantine": [], "imap": [],
         }
     else:
         try:
             status = {"data_dir": str(settings.data_dir), **store.counts(), "last_ingest": store.meta("last_ingest"),
-                      "quarantine": store.quarantined()}
+                      "quarantine": store.quarantined(), "imap": imapstate.statuses(store)}
         finally:
             store.close()
     if args.json:
@@ -222,7 +224,17 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for q in status["quarantine"]:
         where = q["path"] + (f" ({q['item']})" if q["item"] else "")
         print(f"  - {where} : {q['reason']} {q['detail']}".rstrip())
+    _print_imap(status["imap"])
     return 0
+
+
+def _print_imap(rows: list[dict[str, Any]]) -> None:
+    """IMAP sources (issue 10): state, last success, last error, per folder."""
+    for row in rows:
+        print(f"IMAP {row['source']} / {row['folder']} : {row['state']} — dernière relève réussie : "
+              f"{_fr_date(row['last_success'], True) if row['last_success'] else 'jamais'}")
+        if row["last_error"]:
+            print(f"  dernière erreur ({_fr_date(row['last_error_at'], True)}) : {row['last_error']}")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from helper import __version__
 from helper.config import Settings
+from helper.index import imapstate
 from helper.index.store import Store
 from helper.service.audit import Audit
 from helper.service.token import matches
@@ -315,7 +316,7 @@ async def print_certificate(request: web.Request) -> web.Response:
     except printing.PrintError as exc:
         status = 503 if isinstance(exc, printing.NoPrinterError) else 502
         return error(status, "no_printer" if status == 503 else "print_failed", exc.message)
-    cert = await ctx.write(lambda s: s.mark_printed(cert_id))
+    cert = await ctx.write(lambda s: _shared(s, cert_id, imapstate.PRINTED, True, s.mark_printed(cert_id)))
     ctx.trace("print", [cert_id], _client(request), f"imprimante={used}")
     assert cert is not None
     return web.json_response({"certificate": _with_site(ctx.settings, cert), "job": job, "printer": used})
@@ -337,11 +338,22 @@ async def mark_delivered(request: web.Request) -> web.Response:
     if initials is not None and (not isinstance(initials, str) or len(initials) > 12):
         return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
     who = (initials or "").strip() or None
-    return await _certificate_answer(request, lambda s, i: s.mark_delivered(i, who), "delivered", write=True)
+    return await _certificate_answer(
+        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, True, s.mark_delivered(i, who)), "delivered", write=True
+    )
 
 
 async def undo_delivered(request: web.Request) -> web.Response:
-    return await _certificate_answer(request, lambda s, i: s.undo_delivered(i), "undelivered", write=True)
+    return await _certificate_answer(
+        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, False, s.undo_delivered(i)), "undelivered", write=True
+    )
+
+
+def _shared(store: Store, cert_id: int, what: str, value: bool, cert: dict[str, Any] | None) -> dict[str, Any] | None:
+    """After a print, hand-over or undo: owe the IMAP keyword write (issue 10; no-op for file certificates)."""
+    if cert is not None:
+        imapstate.queue_change(store, cert_id, what, value)
+    return cert
 
 
 async def ingest_message(request: web.Request) -> web.Response:
@@ -373,7 +385,8 @@ async def status(request: web.Request) -> web.Response:
         counts["to_deliver"] = store.db.execute(
             "SELECT count(*) FROM certificates WHERE delivered_at IS NULL"
         ).fetchone()[0]
-        return {"counts": counts, "quarantine": store.quarantined(), "last_ingest": store.meta("last_ingest")}
+        return {"counts": counts, "quarantine": store.quarantined(), "last_ingest": store.meta("last_ingest"),
+                "imap": imapstate.statuses(store)}
 
     data = await ctx.read(collect)
     watcher = ctx.watcher
@@ -390,6 +403,7 @@ async def status(request: web.Request) -> web.Response:
             "printer": printer,
             "retention_days": ctx.settings.retention_days,
             "sites": ctx.settings.sites,
+            "imap": data["imap"],
         }
     )
 
