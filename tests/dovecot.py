@@ -1,6 +1,6 @@
 """A private Dovecot IMAP server with TLS and client-certificate login, for the IMAP source tests.
 
-``start_dovecot(root)`` does, in a temporary folder of the caller's:
+``start_dovecot(pki)`` does, in a new temporary folder:
 
 1. a test PKI made with ``openssl`` at run time (:func:`make_pki`): a CA, a server certificate for
    127.0.0.1/localhost, a good client certificate (CN = the mailbox user), one issued by another CA and
@@ -26,10 +26,12 @@ import hashlib
 import imaplib
 import os
 import pwd
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,6 +268,10 @@ class Dovecot:
                 self.proc.wait(timeout=10)
         self.proc = None
 
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def restart(self, pause: float = 0.0) -> None:
         self.stop()
         time.sleep(pause)
@@ -362,18 +368,15 @@ class Dovecot:
         return new
 
 
-def start_dovecot(root: Path, *, client_cert: bool = True, pki: Pki | None = None) -> Dovecot:
-    """A running private Dovecot in ``root`` (stop it with :meth:`Dovecot.stop`)."""
+def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Dovecot:
+    """A running private Dovecot in a new temporary folder (:meth:`Dovecot.stop` removes it).
+
+    The folder is made under the system temporary directory with mode 0755 (Dovecot's unprivileged
+    processes must reach the passwd file and the mail; pytest's own folders are 0700)."""
     if not DOVECOT.exists():
         raise DovecotError("dovecot is not installed (apt-get install dovecot-imapd)")
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="sidep-imap-"))
     os.chmod(root, 0o755)
-    for parent in root.parents:  # Dovecot's unprivileged processes must traverse to the mail
-        if parent == Path("/"):
-            break
-        with contextlib.suppress(OSError):
-            if parent.stat().st_mode & 0o001 == 0:
-                os.chmod(parent, parent.stat().st_mode | 0o001)
     server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert)
     server.write_config()
     server.start()

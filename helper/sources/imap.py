@@ -88,6 +88,8 @@ class ImapError(Exception):
 
 def _clean(text: object, limit: int = 200) -> str:
     """Server text made safe for a log line or the status (no control characters, bounded)."""
+    if isinstance(text, BaseException) and len(text.args) == 1:
+        text = text.args[0]
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return re.sub(r"[\x00-\x1f\x7f]", " ", str(text))[:limit].strip()
