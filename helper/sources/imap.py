@@ -380,8 +380,7 @@ class Folder:
         """Our keywords on messages: all of ``uids``, or every message changed since a MODSEQ."""
         out: dict[int, set[str]] = {}
         if changed_since is not None:
-            data = self.client.fetch("1:*", [b"FLAGS"], modifiers=[f"CHANGEDSINCE {changed_since}"])
-            pairs: Iterable[tuple[int, Any]] = data.items()
+            pairs: Iterable[tuple[int, Any]] = self._fetch_range("1:*", f"(FLAGS) (CHANGEDSINCE {changed_since})")
         else:
             wanted = sorted(set(uids or ()))
             pairs = []
@@ -392,11 +391,34 @@ class Folder:
             out[uid] = {f for f in flags if f in (KW_PRINTED, KW_DELIVERED)}
         return out
 
+    def _fetch_range(self, seqset: str, items: str) -> Iterable[tuple[int, Any]]:
+        """``UID FETCH`` over a range (imapclient's ``fetch`` accepts explicit UIDs only)."""
+        from imapclient.response_parser import parse_fetch_response
+
+        imap = self.client._imap  # noqa: SLF001
+        tag = imap._command("UID", "FETCH", seqset, items)  # noqa: SLF001
+        typ, data = imap._command_complete("FETCH", tag)  # noqa: SLF001
+        if typ != "OK":
+            raise IMAPClientError(f"FETCH: {_clean(data)}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")  # noqa: SLF001
+        return parse_fetch_response(data, self.client.normalise_times, True).items()
+
     def set_keyword(self, uids: list[int], keyword: str, on: bool) -> None:
         if on:
             self.client.add_flags(uids, [keyword], silent=True)
         else:
             self.client.remove_flags(uids, [keyword], silent=True)
+
+    def _changed_since_select(self) -> bool:
+        """Mail or flags changed while we were reading (a notification may have been consumed)."""
+        if self.info is None:
+            return False
+        items = [b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if self.info.highestmodseq is not None else [])
+        now = self.client.folder_status(self.name, items)
+        if int(now.get(b"UIDNEXT", 0) or 0) > self.info.uidnext:
+            return True
+        modseq = now.get(b"HIGHESTMODSEQ")
+        return modseq is not None and self.info.highestmodseq is not None and int(modseq) > self.info.highestmodseq
 
     def move(self, uids: list[int], target: str) -> bool:
         """Move to ``target`` with the MOVE command only (never copy-then-delete). False if not offered."""
@@ -408,6 +430,8 @@ class Folder:
     def wait(self, seconds: float, interrupted: Callable[[], bool]) -> None:
         """Until the server tells of a change (IDLE), ``seconds`` pass, or ``interrupted()`` says so."""
         deadline = time.monotonic() + seconds
+        if self._changed_since_select():
+            return
         if not self.idle_ok:
             while time.monotonic() < deadline and not interrupted():
                 time.sleep(0.5)

@@ -1,0 +1,144 @@
+"""A real ``serve`` reading a real Dovecot mailbox over TLS with a client certificate.
+
+Delivered while the helper runs (``dovecot-lda`` and IMAP APPEND): certificates are searchable within
+5 s, spoofs never (quarantined by the same trust rules as any message), forwards and noise handled as
+from files; nothing on the server changes (dump of the mailbox before and after, flags included:
+nothing marked read). Killing the helper mid-fetch, restarting Dovecot mid-poll and a new
+UIDVALIDITY lose nothing and add nothing twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mailgen
+import pytest
+from conftest import Cli, recent_spec
+from dovecot import Dovecot, Pki, make_pki, start_dovecot
+from imaphelpers import Helper, imap_config
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def server(pki: Pki) -> Iterator[Dovecot]:
+    server = start_dovecot(pki, client_cert=True)
+    yield server
+    server.remove()
+
+
+def _count(helper: Helper) -> int:
+    return helper.status()["counts"]["certificates"]
+
+
+def _wait_count(helper: Helper, n: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = _count(helper)
+        if got >= n or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_delivered_mail_is_searchable_within_5s_and_server_unchanged(server: Dovecot, tmp_path: Path, tls: str) -> None:
+    rng = random.Random(10)
+    early = recent_spec(rng, last_name="AVANT-DÉMARRAGE", first_name="Zoé")
+    server.append(mailgen.make_message(early))
+    helper = Helper.start(tmp_path / "home", imap_config(server, tls=tls))
+    try:
+        assert helper.wait_for("avant demarrage zoe")["total"] == 1  # read at start-up
+        specs = [recent_spec(rng) for _ in range(4)]
+        spoofed = recent_spec(rng, last_name="USURPATEUR", first_name="Faux")
+        forwarded = recent_spec(rng, last_name="TRANSFERT", first_name="Jean")
+        t0 = time.monotonic()
+        server.deliver(mailgen.make_message(specs[0]))  # as the MTA does
+        server.append(mailgen.make_message(specs[1]))  # as another client does
+        server.append(mailgen.spoof(spoofed))
+        server.append(mailgen.forward(mailgen.make_message(forwarded)))
+        server.append(mailgen.other_mail(rng, 1))
+        server.append(mailgen.other_mail(rng, 2))
+        server.deliver(mailgen.make_message(specs[2]))
+        server.deliver(mailgen.make_message(specs[3]))
+        for spec in specs:
+            assert helper.wait_for(spec.dossier, timeout=5 - (time.monotonic() - t0))["total"] == 1, spec.dossier
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, f"{elapsed:.1f} s"
+        time.sleep(1)
+        assert helper.search("usurpateur")["total"] == 0
+        assert helper.search(spoofed.dossier)["total"] == 0
+        status = helper.status()
+        assert any(q["reason"] == "untrusted_sender" for q in status["quarantine"])
+        # a forward is judged by the same trust rules as the same message saved to a file
+        reference = Cli(tmp_path / "reference")
+        (tmp_path / "fwd").mkdir()
+        (tmp_path / "fwd" / "tr.eml").write_bytes(mailgen.forward(mailgen.make_message(forwarded)))
+        expected = reference.ingest(tmp_path / "fwd")["new"]
+        assert helper.search("transfert jean")["total"] == expected
+        assert status["counts"]["certificates"] == 5 + expected
+        row = helper.imap_status()[0]
+        assert row["last_success"] and row["last_error"] is None and row["messages"] == 9
+        assert "IDLE" in row["state"]
+
+        before = server.dump()
+        assert all("\\Seen" not in flags for flags, _ in before.values()), "nothing may be marked read"
+        helper.stop()
+        helper.restart()  # a restart reads nothing twice
+        helper.wait_imap_ok()
+        assert _count(helper) == 5 + expected
+        assert server.dump() == before
+    finally:
+        helper.stop()
+    log = helper.log()
+    for spec in [early, *specs]:
+        assert spec.last_name not in log and spec.dossier not in log
+    assert "AVANT" not in log
+
+
+def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    specs = [recent_spec(rng) for _ in range(600)]
+    for spec in specs[:400]:
+        server.append(mailgen.make_message(spec))
+    before = server.dump()
+    helper = Helper.start(tmp_path / "home", imap_config(server), wait=False)
+    try:
+        # kill -9 while the first sync is fetching
+        deadline = time.monotonic() + 60
+        while 0 == (n := _count(helper)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0 < n < 400, f"helper had {n} certificates when killed"
+        helper.kill()
+        helper.restart()
+        # Dovecot restarted in the middle of the following polls, with mail arriving meanwhile
+        for spec in specs[400:500]:
+            server.append(mailgen.make_message(spec))
+        server.restart(pause=1.0)
+        for spec in specs[500:550]:
+            server.deliver(mailgen.make_message(spec))
+        assert _wait_count(helper, 550, 60) == 550, helper.imap_status()
+        assert "Connexion perdue" in helper.log()
+        # a new UIDVALIDITY: everything is read again, nothing added twice
+        server.new_uidvalidity()
+        server.restart()
+        for spec in specs[550:]:
+            server.append(mailgen.make_message(spec))
+        assert _wait_count(helper, 600, 60) == 600
+        helper.wait_imap_ok()
+        time.sleep(2)
+        assert _count(helper) == 600
+        for spec in rng.sample(specs, 20):
+            assert helper.search(spec.dossier)["total"] == 1
+        assert "UIDVALIDITY" in helper.log()
+    finally:
+        helper.stop()
+    out = Cli(helper.home).json("status")
+    assert out["certificates"] == 600 and out["imap"][0]["last_success"]
+    after = server.dump()
+    assert {uid: v for uid, v in after.items() if uid in before} == before
