@@ -74,11 +74,12 @@ class Helper:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")
         if body is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(request, timeout=60) as resp:
                 return resp.status, json.loads(resp.read())

@@ -240,7 +240,9 @@ def apply_remote(
                 if cert is None:
                     continue
                 if printed and was_printed != 1 and cert[0] is None:
-                    store.db.execute("UPDATE certificates SET printed_at = ? WHERE id = ?", (now, cert_id))
+                    store.db.execute(
+                        "UPDATE certificates SET printed_at = ?, print_count = max(print_count, 1) WHERE id = ?", (now, cert_id)
+                    )
                     applied.append((cert_id, PRINTED, True))
                 if delivered and was_delivered != 1 and cert[1] is None:
                     store.db.execute(

@@ -250,7 +250,8 @@ NOT_FOUND = "Certificat introuvable (il a peut-être été purgé)."
 
 
 async def _certificate_answer(
-    request: web.Request, run: Callable[[Store, int], dict[str, Any] | None], action: str, *, write: bool
+    request: web.Request, run: Callable[[Store, int], dict[str, Any] | None], action: str, *, write: bool,
+    detail: str = "",
 ) -> web.Response:
     """Run ``run(store, id)`` for the certificate named in the path, audit it, answer the certificate."""
     ctx = request.app[CTX]
@@ -259,7 +260,7 @@ async def _certificate_answer(
     cert = await call(lambda s: run(s, cert_id)) if cert_id is not None else None
     if cert is None or cert_id is None:
         return error(404, "not_found", NOT_FOUND)
-    ctx.trace(action, [cert_id], _client(request))
+    ctx.trace(action, [cert_id], _client(request), detail)
     return web.json_response(_with_site(ctx.settings, cert))
 
 
@@ -339,7 +340,8 @@ async def mark_delivered(request: web.Request) -> web.Response:
         return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
     who = (initials or "").strip() or None
     return await _certificate_answer(
-        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, True, s.mark_delivered(i, who)), "delivered", write=True
+        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, True, s.mark_delivered(i, who)), "delivered", write=True,
+        detail=f"initiales={who}" if who else "",  # the initials stay here, never on the mail server
     )
 
 
