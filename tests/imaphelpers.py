@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apicontract import validate
 from conftest import Cli, free_port, start, wait_healthy
 from dovecot import Dovecot
 
@@ -102,6 +103,7 @@ class Helper:
     def status(self) -> dict[str, Any]:
         status, body = self.call("GET", "/api/v1/status")
         assert status == 200, body
+        validate(body, "/api/v1/status", "GET", 200)  # the contract, ImapFolderStatus included
         return body
 
     def imap_status(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ a missing folder, key or password files readable by others. The refusals also re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,8 @@ def test_status_shows_each_source_state_and_french_error(cert_server: Dovecot, t
         assert row["source"] == "perimee" and row["state"] == "erreur" and row["last_success"] is None
         assert "expiré depuis le 01/02/2020" in row["last_error"]
         ok = [r for r in helper.imap_status() if r["source"] == "bonne"]
-        deadline = __import__("time").monotonic() + 10
-        while not ok[0]["last_success"] and __import__("time").monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while not ok[0]["last_success"] and time.monotonic() < deadline:
             ok = [r for r in helper.imap_status() if r["source"] == "bonne"]
         assert ok[0]["last_success"] and ok[0]["last_error"] is None
         out = Cli(helper.home).run("status").stdout

@@ -82,16 +82,19 @@ class FolderSync(threading.Thread):
         try:
             imapstate.ensure(store)
             backoff = BACKOFF_FIRST
+            failed = False  # while retrying, status keeps the failure's state and message
             while not self.stop_event.is_set():
                 client = None
                 try:
-                    self._status(store, "connexion")
+                    if not failed:
+                        self._status(store, "connexion")
                     client = connect(self.account)
-                    backoff = BACKOFF_FIRST
+                    backoff, failed = BACKOFF_FIRST, False
                     self._session(store, Folder(client, self.folder_name))
                 except ImapError as exc:
                     log.warning("IMAP %s / %s : %s", self.source, self.folder_name, exc.message)
                     self._status(store, "erreur", error=exc.message, code=exc.code)
+                    failed = True
                 except Exception as exc:  # noqa: BLE001 - the loop must survive anything
                     if is_connection_error(exc):
                         message = "Connexion perdue avec le serveur ; nouvelle tentative automatique."
@@ -102,6 +105,7 @@ class FolderSync(threading.Thread):
                         log.error("IMAP %s / %s : erreur %s", self.source, self.folder_name, type(exc).__name__)
                     log.warning("IMAP %s / %s : %s", self.source, self.folder_name, message)
                     self._status(store, "reconnexion", error=message, code=code)
+                    failed = True
                 finally:
                     if client is not None:
                         try:
