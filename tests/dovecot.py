@@ -120,6 +120,29 @@ class DovecotError(RuntimeError):
     pass
 
 
+def _mailbox(name: str) -> str:
+    """A folder name as imaplib must send it: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    import base64
+
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).decode("ascii")
+            out.append("&" + encoded.rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -307,7 +330,7 @@ class Dovecot:
 
     def append(self, raw: bytes, folder: str = "INBOX") -> int:
         with self.imap() as conn:
-            typ, data = conn.append(folder, "", None, raw)
+            typ, data = conn.append(_mailbox(folder), "", None, raw)
             if typ != "OK":
                 raise DovecotError(f"APPEND refused: {data}")
             text = data[0].decode() if data and data[0] else ""
@@ -325,13 +348,13 @@ class Dovecot:
 
     def create_folder(self, folder: str) -> None:
         with self.imap() as conn:
-            conn.create(folder)
+            conn.create(_mailbox(folder))
 
     def dump(self, folder: str = "INBOX") -> dict[int, tuple[tuple[str, ...], str]]:
         """{uid: (flags without \\Recent, sha256 of the message bytes)} read with EXAMINE (changes nothing)."""
         out: dict[int, tuple[tuple[str, ...], str]] = {}
         with self.imap() as conn:
-            conn.select(folder, readonly=True)
+            conn.select(_mailbox(folder), readonly=True)
             typ, data = conn.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
             for item in data:
                 if not isinstance(item, tuple):
@@ -348,12 +371,12 @@ class Dovecot:
 
     def store_flags(self, uid: int, flags: str, add: bool = True, folder: str = "INBOX") -> None:
         with self.imap() as conn:
-            conn.select(folder)
+            conn.select(_mailbox(folder))
             conn.uid("STORE", str(uid), "+FLAGS" if add else "-FLAGS", f"({flags})")
 
     def uidvalidity(self, folder: str = "INBOX") -> int:
         with self.imap() as conn:
-            typ, data = conn.status(folder, "(UIDVALIDITY)")
+            typ, data = conn.status(_mailbox(folder), "(UIDVALIDITY)")
             return int(data[0].decode().split("UIDVALIDITY", 1)[1].strip(" )"))
 
     def new_uidvalidity(self, folder: str = "INBOX") -> int:

@@ -9,6 +9,7 @@ UIDVALIDITY lose nothing and add nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -142,3 +143,32 @@ def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp
     assert out["certificates"] == 600 and out["imap"][0]["last_success"]
     after = server.dump()
     assert {uid: v for uid, v in after.items() if uid in before} == before
+
+
+def test_move_processed_to_moves_certificates_only(server: Dovecot, tmp_path: Path) -> None:
+    rng = random.Random(12)
+    server.create_folder("Traités")
+    spec = recent_spec(rng, last_name="DÉPLACÉ", first_name="Léa")
+    noise = mailgen.other_mail(rng, 3)
+    server.append(noise)
+    server.deliver(mailgen.make_message(spec))
+    helper = Helper.start(tmp_path / "home", imap_config(server, move_to="Traités"))
+    try:
+        cert = helper.wait_for("deplace lea")["results"][0]
+        deadline = time.monotonic() + 10
+        while len(server.dump("INBOX")) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        inbox, moved = server.dump("INBOX"), server.dump("Traités")
+        assert len(inbox) == 1 and len(moved) == 1  # the noise stays, the certificate moved (bytes unchanged)
+        assert {h for _, h in inbox.values()} == {hashlib.sha256(noise).hexdigest()}
+        assert {r["folder"] for r in helper.imap_status()} == {"INBOX", "Traités"}
+        # the moved message still carries the shared state
+        status, _ = helper.call("POST", f"/api/v1/certificates/{cert['id']}/delivered", b"{}")
+        assert status == 200
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("$SidepRemis" in f for f in server.flags("Traités").values()):
+            time.sleep(0.1)
+        assert [f for f in server.flags("Traités").values()] == [{"$SidepRemis"}]
+        assert _count(helper) == 1
+    finally:
+        helper.stop()
