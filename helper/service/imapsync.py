@@ -32,13 +32,19 @@ a subject or a name.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from helper.config import ImapSource, Settings
 from helper.index import imapstate
-from helper.index.ingest import ingest_message
+from helper.index.ingest import MessageOutcome, ingest_message
 from helper.index.store import Store
 from helper.service.audit import Audit
 from helper.sources.imap import (
@@ -60,6 +66,22 @@ BACKOFF_MAX = 60.0
 UID_BATCH = 500
 FORGET_EVERY_SECONDS = 600
 KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
+#: A backlog of at least this many messages to read whole is ingested by worker processes (one per core).
+PARALLEL_MIN = 200
+
+_pool_store: Store | None = None
+
+
+def _pool_init(data_dir: str) -> None:
+    global _pool_store
+    _pool_store = Store(Path(data_dir))
+
+
+def _pool_ingest(raw: bytes, trusted: frozenset[str]) -> list[MessageOutcome]:
+    """``ingest_message`` in a worker process with its own connection (parsing runs outside any
+    transaction, so workers parse in parallel and the index serialises their short writes)."""
+    assert _pool_store is not None
+    return ingest_message(_pool_store, raw, trusted, "imap")
 
 
 class FolderSync(threading.Thread):
@@ -175,11 +197,9 @@ class FolderSync(threading.Thread):
                     wanted.append((uid, size))
                 else:
                     counts["ignored"] += 1
-            for uid, raw in folder.bodies(wanted):
-                if raw is None:
-                    continue  # expunged between the two fetches
+            for uid, outcomes in self._ingest(store, folder, wanted):
                 ids = []
-                for outcome in ingest_message(store, raw, trusted, "imap"):
+                for outcome in outcomes:
                     counts[outcome.status] = counts.get(outcome.status, 0) + 1
                     if outcome.certificate_id is not None:
                         ids.append(outcome.certificate_id)
@@ -204,6 +224,37 @@ class FolderSync(threading.Thread):
                 counts["known"], counts["duplicate"], counts["ignored"], counts["quarantined"],
             )
         return linked
+
+    def _ingest(self, store: Store, folder: Folder, wanted: list[tuple[int, int]]) -> Iterator[tuple[int, list[MessageOutcome]]]:
+        """(uid, outcomes) of each message fetched whole, through ``ingest_message``; a large backlog
+        (first sync of a full mailbox) in worker processes, the fetch of the next messages overlapping."""
+        trusted = self.settings.trusted_senders
+        workers = min(os.cpu_count() or 1, 4)
+        pool = None
+        if len(wanted) >= PARALLEL_MIN and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            try:
+                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                           initializer=_pool_init, initargs=(str(self.settings.data_dir),))
+            except (OSError, RuntimeError):
+                pool = None
+        if pool is None:
+            for uid, raw in folder.bodies(wanted):
+                if raw is not None:  # None: expunged between the two fetches
+                    yield uid, ingest_message(store, raw, trusted, "imap")
+            return
+        queue: deque[tuple[int, Future[list[MessageOutcome]]]] = deque()
+        try:
+            for uid, raw in folder.bodies(wanted):
+                if raw is not None:
+                    queue.append((uid, pool.submit(_pool_ingest, raw, trusted)))
+                while len(queue) > 8 * workers:
+                    done_uid, future = queue.popleft()
+                    yield done_uid, future.result()
+            while queue:
+                done_uid, future = queue.popleft()
+                yield done_uid, future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _keywords(self, store: Store, folder: Folder, info: FolderInfo, modseq: int | None, new: list[int]) -> None:
         valid = info.uidvalidity

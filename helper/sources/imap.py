@@ -18,7 +18,7 @@ What happens, step by step (the loop around it is ``helper.service.imapsync``):
 4. the only writes are the keywords ``$SidepImprime`` / ``$SidepRemis`` (only when the folder's
    PERMANENTFLAGS allow new keywords, ``\\*``) and the optional move to ``move_processed_to``;
 5. :meth:`Folder.wait` waits for news: IDLE where offered (the server tells of new mail or changed
-   flags at once), else a plain pause, checking every half second whether to stop or to write.
+   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write.
 
 Nothing here logs a credential, a header value or a message: imapclient's own loggers are silenced.
 """
@@ -434,13 +434,13 @@ class Folder:
             return
         if not self.idle_ok:
             while time.monotonic() < deadline and not interrupted():
-                time.sleep(0.5)
+                time.sleep(0.2)
             self.client.noop()
             return
         self.client.idle()
         try:
             while time.monotonic() < deadline and not interrupted():
-                responses = self.client.idle_check(timeout=0.5)
+                responses = self.client.idle_check(timeout=0.2)
                 if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE", b"RECENT")
                        for r in responses):
                     break
