@@ -197,6 +197,7 @@ class FolderSync(threading.Thread):
                     wanted.append((uid, size))
                 else:
                     counts["ignored"] += 1
+            interrupted = False
             for uid, outcomes in self._ingest(store, folder, wanted):
                 ids = []
                 for outcome in outcomes:
@@ -205,10 +206,16 @@ class FolderSync(threading.Thread):
                         ids.append(outcome.certificate_id)
                 if ids:
                     links[uid] = ids
+                if self.stop_event.is_set():  # service stopping: keep what is done, read the rest next time
+                    interrupted = True
+                    break
             with store.transaction():
                 for uid, ids in links.items():
                     imapstate.link(store, self.source, self.folder_name, info.uidvalidity, uid, ids)
-                imapstate.advance(store, self.source, self.folder_name, info.uidvalidity, chunk[-1])
+                if not interrupted:
+                    imapstate.advance(store, self.source, self.folder_name, info.uidvalidity, chunk[-1])
+            if interrupted:
+                break
             if move_to and move_to != self.folder_name and links and folder.move(sorted(links), move_to):
                 with store.transaction():
                     store.db.executemany(
