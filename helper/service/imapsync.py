@@ -75,6 +75,14 @@ _pool_store: Store | None = None
 def _pool_init(data_dir: str) -> None:
     global _pool_store
     _pool_store = Store(Path(data_dir))
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:  # a killed service must not leave its workers behind
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def _pool_ingest(raw: bytes, trusted: frozenset[str]) -> list[MessageOutcome]:
