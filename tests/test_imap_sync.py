@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mailgen
+import psutil
 import pytest
 from conftest import Cli, recent_spec
 from dovecot import Dovecot, Pki, make_pki, start_dovecot
@@ -117,6 +118,10 @@ def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp
         assert 0 < n < 400, f"helper had {n} certificates when killed"
         helper.kill()
         helper.restart()
+        time.sleep(2.5)  # worker processes of the killed service exit with it
+        assert not [p for p in psutil.process_iter(["ppid", "cmdline"])
+                    if p.info["ppid"] == 1 and "serve" in (p.info["cmdline"] or [])
+                    and p.environ().get("SIDEP_HELPER_HOME") == str(helper.home)]
         # Dovecot restarted in the middle of the following polls, with mail arriving meanwhile
         for spec in specs[400:500]:
             server.append(mailgen.make_message(spec))

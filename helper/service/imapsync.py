@@ -67,7 +67,7 @@ UID_BATCH = 500
 FORGET_EVERY_SECONDS = 600
 KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
 #: A backlog of at least this many messages to read whole is ingested by worker processes (one per core).
-PARALLEL_MIN = 200
+PARALLEL_MIN = 50
 
 _pool_store: Store | None = None
 
