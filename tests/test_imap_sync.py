@@ -177,3 +177,40 @@ def test_move_processed_to_moves_certificates_only(server: Dovecot, tmp_path: Pa
         assert _count(helper) == 1
     finally:
         helper.stop()
+
+
+def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A certificate-looking message over the size limit stays on the server, listed in quarantine."""
+    import threading
+
+    from helper.config import ImapSource, Settings
+    from helper.index import imapstate
+    from helper.index.store import Store
+    from helper.service import imapsync
+    from helper.service.audit import Audit
+    from helper.sources.imap import Folder, connect
+
+    rng = random.Random(13)
+    small, big = recent_spec(rng), recent_spec(rng)
+    server.append(mailgen.make_message(small))
+    big_raw = mailgen.make_message(big, pdf=mailgen.make_pdf(big, size=200_000))
+    server.append(big_raw)
+    monkeypatch.setattr(imapsync, "MAX_READ", 120_000)  # the limit is 50 MB in service; scaled down here
+    crt, key = server.pki.client("good")
+    account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
+                         key_file=key)
+    settings = Settings(data_dir=tmp_path / "home", config_file=tmp_path / "none.toml")
+    store = Store(settings.data_dir)
+    imapstate.ensure(store)
+    sync = imapsync.FolderSync(settings, account, "INBOX", Audit(settings.data_dir), threading.Lock(), threading.Event())
+    client = connect(account)
+    try:
+        folder = Folder(client, "INBOX")
+        sync.sync(store, folder, folder.select())
+    finally:
+        client.logout()
+    assert store.counts()["certificates"] == 1
+    rows = store.quarantined()
+    assert len(rows) == 1 and rows[0]["reason"] == "too_large" and rows[0]["path"].startswith("imap:bal/INBOX;")
+    assert not (settings.data_dir / "quarantine").exists()  # nothing of it fetched and kept
+    store.close()

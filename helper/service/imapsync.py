@@ -44,7 +44,7 @@ from typing import Any
 
 from helper.config import ImapSource, Settings
 from helper.index import imapstate
-from helper.index.ingest import MessageOutcome, ingest_message
+from helper.index.ingest import MAX_READ, MessageOutcome, ingest_message
 from helper.index.store import Store
 from helper.service.audit import Audit
 from helper.sources.imap import (
@@ -201,6 +201,11 @@ class FolderSync(threading.Thread):
                 if ids:
                     links[uid] = ids
                     counts["known"] += 1
+                elif may_be_certificate(head, trusted) and size > MAX_READ:
+                    # never fetched (memory); it stays on the server, listed in quarantine with its place
+                    store.quarantine(f"imap:{self.source}/{self.folder_name};UIDVALIDITY={info.uidvalidity};UID={uid}",
+                                     "", "too_large", f"message > {MAX_READ} octets, laissé sur le serveur")
+                    counts["quarantined"] += 1
                 elif may_be_certificate(head, trusted):
                     wanted.append((uid, size))
                 else:
