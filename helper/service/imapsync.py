@@ -92,6 +92,14 @@ def _pool_ingest(raw: bytes, trusted: frozenset[str]) -> list[MessageOutcome]:
     return ingest_message(_pool_store, raw, trusted, "imap")
 
 
+def _where(exc: BaseException) -> str:
+    """File and line where an exception was raised: for developers, without its message (data)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else "?"
+
+
 class FolderSync(threading.Thread):
     def __init__(self, settings: Settings, account: ImapSource, folder: str, audit: Audit,
                  audit_lock: threading.Lock, stop: threading.Event) -> None:
@@ -103,7 +111,6 @@ class FolderSync(threading.Thread):
         self.audit_lock = audit_lock
         self.stop_event = stop
         self.source = account.name
-        self.synced = threading.Event()  # set after each completed sync (tests, benchmarks)
         self._last_forget = 0.0
 
     # -- loop -------------------------------------------------------------------------------------------
@@ -132,7 +139,8 @@ class FolderSync(threading.Thread):
                     else:
                         message = f"Erreur inattendue ({type(exc).__name__}) ; nouvelle tentative automatique."
                         code = "internal"
-                        log.error("IMAP %s / %s : erreur %s", self.source, self.folder_name, type(exc).__name__)
+                        log.error("IMAP %s / %s : erreur %s (%s)", self.source, self.folder_name, type(exc).__name__,
+                                  _where(exc))
                     log.warning("IMAP %s / %s : %s", self.source, self.folder_name, message)
                     self._status(store, "reconnexion", error=message, code=code)
                     failed = True
@@ -161,9 +169,9 @@ class FolderSync(threading.Thread):
         idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
         while not self.stop_event.is_set():
             info = folder.select()
+            self._status(store, "relève en cours")
             self.sync(store, folder, info)
             self._status(store, idle, success=True, messages=info.exists)
-            self.synced.set()
             if time.monotonic() - self._last_forget > FORGET_EVERY_SECONDS:
                 imapstate.forget_purged(store)
                 self._last_forget = time.monotonic()
