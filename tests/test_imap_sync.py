@@ -84,9 +84,11 @@ def test_delivered_mail_is_searchable_within_5s_and_server_unchanged(server: Dov
         expected = reference.ingest(tmp_path / "fwd")["new"]
         assert helper.search("transfert jean")["total"] == expected
         assert status["counts"]["certificates"] == 5 + expected
-        row = helper.imap_status()[0]
+        deadline = time.monotonic() + 5
+        while "IDLE" not in (row := helper.imap_status()[0])["state"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # between two syncs the folder waits in IDLE
+        assert row["state"] == "en veille (IDLE)"
         assert row["last_success"] and row["last_error"] is None and row["messages"] == 9
-        assert "IDLE" in row["state"]
 
         before = server.dump()
         assert all("\\Seen" not in flags for flags, _ in before.values()), "nothing may be marked read"
