@@ -98,8 +98,11 @@ def folder_state(store: Store, source: str, folder: str) -> FolderState:
 def reset_folder(store: Store, source: str, folder: str, uidvalidity: int) -> None:
     """A new UIDVALIDITY: forget the old UIDs (and writes owed to them); read the folder again."""
     with store.transaction():
-        store.db.execute("DELETE FROM imap_links WHERE source = ? AND folder = ?", (source, folder))
-        store.db.execute("DELETE FROM imap_pending WHERE source = ? AND folder = ?", (source, folder))
+        # rows already under the new UIDVALIDITY (a message moved here, linked by the mover) stay
+        store.db.execute("DELETE FROM imap_links WHERE source = ? AND folder = ? AND uidvalidity <> ?",
+                         (source, folder, uidvalidity))
+        store.db.execute("DELETE FROM imap_pending WHERE source = ? AND folder = ? AND uidvalidity <> ?",
+                         (source, folder, uidvalidity))
         store.db.execute(
             "INSERT INTO imap_folders (source, folder, uidvalidity, last_uid, modseq) VALUES (?, ?, ?, 0, NULL) "
             "ON CONFLICT (source, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = 0, modseq = NULL",
@@ -121,6 +124,25 @@ def advance(store: Store, source: str, folder: str, uidvalidity: int, last_uid: 
         "UPDATE imap_folders SET last_uid = max(last_uid, ?) WHERE source = ? AND folder = ? AND uidvalidity = ?",
         (last_uid, source, folder, uidvalidity),
     )
+
+
+def relocate(store: Store, source: str, folder: str, uidvalidity: int, target: str, target_validity: int,
+             moved: dict[int, int], gone: Iterable[int]) -> None:
+    """Messages moved to ``target`` (``moved``: old uid → new uid, from COPYUID): their links and the
+    keyword writes owed to them follow; links of moved messages whose new UID is unknown (``gone``)
+    are dropped (the target folder's sync links them again by Message-ID)."""
+    with store.transaction():
+        for old, new in moved.items():
+            for table in ("imap_links", "imap_pending"):
+                store.db.execute(
+                    f"UPDATE OR IGNORE {table} SET folder = ?, uidvalidity = ?, uid = ? "
+                    "WHERE source = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
+                    (target, target_validity, new, source, folder, uidvalidity, old),
+                )
+        store.db.executemany(
+            "DELETE FROM imap_links WHERE source = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
+            [(source, folder, uidvalidity, u) for u in gone],
+        )
 
 
 def set_modseq(store: Store, source: str, folder: str, modseq: int | None) -> None:

@@ -32,7 +32,6 @@ a subject or a name.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from helper.config import ImapSource, Settings
-from helper.index import imapstate
+from helper.index import imapstate, ingestpool
 from helper.index.ingest import MAX_READ, MessageOutcome, ingest_message
 from helper.index.store import Store
 from helper.service.audit import Audit
@@ -69,29 +68,6 @@ KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
 #: A backlog of at least this many messages to read whole is ingested by worker processes (one per core).
 PARALLEL_MIN = 50
 
-_pool_store: Store | None = None
-
-
-def _pool_init(data_dir: str) -> None:
-    global _pool_store
-    _pool_store = Store(Path(data_dir))
-    parent = os.getppid()
-
-    def exit_with_parent() -> None:  # a killed service must not leave its workers behind
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(0)
-
-    threading.Thread(target=exit_with_parent, daemon=True).start()
-
-
-def _pool_ingest(raw: bytes, trusted: frozenset[str]) -> list[MessageOutcome]:
-    """``ingest_message`` in a worker process with its own connection (parsing runs outside any
-    transaction, so workers parse in parallel and the index serialises their short writes)."""
-    assert _pool_store is not None
-    return ingest_message(_pool_store, raw, trusted, "imap")
-
-
 def _where(exc: BaseException) -> str:
     """File and line where an exception was raised: for developers, without its message (data)."""
     tb = exc.__traceback__
@@ -111,6 +87,7 @@ class FolderSync(threading.Thread):
         self.audit_lock = audit_lock
         self.stop_event = stop
         self.source = account.name
+        self._pool: ProcessPoolExecutor | None = None  # worker processes while a large backlog is read
         self._last_forget = 0.0
 
     # -- loop -------------------------------------------------------------------------------------------
@@ -194,7 +171,14 @@ class FolderSync(threading.Thread):
         self._keywords(store, folder, info, state.modseq, new_links)
 
     def _read_new(self, store: Store, folder: Folder, info: FolderInfo, last_uid: int) -> list[int]:
-        uids = folder.new_uids(last_uid)
+        try:
+            return self._read_uids(store, folder, info, folder.new_uids(last_uid))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _read_uids(self, store: Store, folder: Folder, info: FolderInfo, uids: list[int]) -> list[int]:
         linked: list[int] = []
         trusted = self.settings.trusted_senders
         counts = {"new": 0, "duplicate": 0, "ignored": 0, "quarantined": 0, "known": 0}
@@ -237,12 +221,11 @@ class FolderSync(threading.Thread):
                     imapstate.advance(store, self.source, self.folder_name, info.uidvalidity, chunk[-1])
             if interrupted:
                 break
-            if move_to and move_to != self.folder_name and links and folder.move(sorted(links), move_to):
-                with store.transaction():
-                    store.db.executemany(
-                        "DELETE FROM imap_links WHERE source = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
-                        [(self.source, self.folder_name, info.uidvalidity, u) for u in links],
-                    )
+            moved = folder.move(sorted(links), move_to) if move_to and move_to != self.folder_name and links else None
+            if moved is not None:
+                target_validity, mapping = moved
+                imapstate.relocate(store, self.source, self.folder_name, info.uidvalidity, move_to, target_validity,
+                                   mapping, [u for u in links if u not in mapping])
             else:
                 linked += list(links)
         if uids:
@@ -258,31 +241,24 @@ class FolderSync(threading.Thread):
         (first sync of a full mailbox) in worker processes, the fetch of the next messages overlapping."""
         trusted = self.settings.trusted_senders
         workers = min(os.cpu_count() or 1, 4)
-        pool = None
-        if len(wanted) >= PARALLEL_MIN and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-            try:
-                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                           initializer=_pool_init, initargs=(str(self.settings.data_dir),))
-            except (OSError, RuntimeError):
-                pool = None
+        if self._pool is None and len(wanted) >= PARALLEL_MIN and workers > 1:
+            self._pool = ingestpool.start(self.settings.data_dir, workers)  # kept until the backlog is read
+        pool = self._pool
         if pool is None:
             for uid, raw in folder.bodies(wanted):
                 if raw is not None:  # None: expunged between the two fetches
                     yield uid, ingest_message(store, raw, trusted, "imap")
             return
         queue: deque[tuple[int, Future[list[MessageOutcome]]]] = deque()
-        try:
-            for uid, raw in folder.bodies(wanted):
-                if raw is not None:
-                    queue.append((uid, pool.submit(_pool_ingest, raw, trusted)))
-                while len(queue) > 8 * workers:
-                    done_uid, future = queue.popleft()
-                    yield done_uid, future.result()
-            while queue:
+        for uid, raw in folder.bodies(wanted):
+            if raw is not None:
+                queue.append((uid, ingestpool.submit(pool, raw, trusted, "imap")))
+            while len(queue) > 8 * workers:
                 done_uid, future = queue.popleft()
                 yield done_uid, future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        while queue:
+            done_uid, future = queue.popleft()
+            yield done_uid, future.result()
 
     def _keywords(self, store: Store, folder: Folder, info: FolderInfo, modseq: int | None, new: list[int]) -> None:
         valid = info.uidvalidity

@@ -172,12 +172,24 @@ class Folder:
         modseq = now.get(b"HIGHESTMODSEQ")
         return modseq is not None and self.info.highestmodseq is not None and int(modseq) > self.info.highestmodseq
 
-    def move(self, uids: list[int], target: str) -> bool:
-        """Move to ``target`` with the MOVE command only (never copy-then-delete). False if not offered."""
+    def move(self, uids: list[int], target: str) -> tuple[int, dict[int, int]] | None:
+        """Move to ``target`` with the MOVE command only (never copy-then-delete); None if not offered.
+
+        Returns the target's UIDVALIDITY and {old uid: new uid} from the server's COPYUID answer
+        (UIDPLUS), or (0, {}) when the server does not say."""
         if not self.move_ok or not uids:
-            return False
+            return None
+        untagged = self.client._imap.untagged_responses  # noqa: SLF001 - COPYUID comes untagged
+        untagged.pop("OK", None)
         self.client.move(uids, target)
-        return True
+        validity, mapping = 0, {}
+        for item in untagged.pop("OK", []) or []:
+            text = item.decode("ascii", "replace") if isinstance(item, bytes) else str(item)
+            m = re.search(r"\[COPYUID (\d{1,10}) ([\d:,]{1,10000}) ([\d:,]{1,10000})\]", text)
+            if m:
+                validity = int(m.group(1))
+                mapping.update(zip(_expand(m.group(2)), _expand(m.group(3)), strict=False))
+        return validity, mapping
 
     def wait(self, seconds: float, interrupted: Callable[[], bool]) -> None:
         """Until the server tells of a change (IDLE), ``seconds`` pass, or ``interrupted()`` says so."""
@@ -227,6 +239,16 @@ def message_id(header: bytes) -> str | None:
 
 def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, socket.timeout, IMAPClientError, ssl.SSLError, EOFError))
+
+
+def _expand(seqset: str) -> list[int]:
+    """``1:3,7`` → [1, 2, 3, 7] (ranges in the order given)."""
+    out: list[int] = []
+    for part in seqset.split(","):
+        lo, _, hi = part.partition(":")
+        a, b = int(lo), int(hi or lo)
+        out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
+    return out
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
