@@ -65,8 +65,9 @@ BACKOFF_MAX = 60.0
 UID_BATCH = 500
 FORGET_EVERY_SECONDS = 600
 KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
-#: A backlog of at least this many messages to read whole is ingested by worker processes (one per core).
-PARALLEL_MIN = 50
+#: A backlog of at least this many messages to read whole is ingested by worker processes (one per core,
+#: up to 4); below it, starting them (spawned: ~1 s) costs more than it saves.
+PARALLEL_MIN = 200
 
 def _where(exc: BaseException) -> str:
     """File and line where an exception was raised: for developers, without its message (data)."""
