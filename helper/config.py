@@ -13,7 +13,7 @@ Machine-wide configuration (set by IT or by the installers), read in this order:
 3. the user's file: a key the machine file enforces is ignored, whole (lists such as
    ``trusted_senders`` or ``watch`` cannot be extended, tables such as ``sites`` not completed), with a
    French warning in ``Settings.warnings`` that ``config`` prints and ``serve`` logs; other keys apply.
-``Settings.sources`` tells, for each key, which file its value comes from (``config`` shows it).
+``Settings.value_files`` tells, for each key, which file its value comes from (``config`` shows it).
 """
 
 from __future__ import annotations
@@ -87,6 +87,21 @@ DEFAULT_CONFIG = f"""\
 # Accepter toute extension Chrome/Edge (n'importe quel identifiant chrome-extension://) : déconseillé.
 # allow_any_extension_origin = false
 
+# Boîtes aux lettres lues directement en IMAP (plusieurs blocs possibles). Exemple :
+# [[sources.imap]]
+# name = "bal-labo"                 # nom affiché dans « status »
+# host = "imap.mssante.fr"
+# port = 143
+# tls = "starttls"                  # ou "implicit" (port 993) ; TLS 1.2 au minimum
+# ca_file = "C:/IGC-Sante/ac-racines.pem"   # autorités du serveur ; vide = magasin du système
+# folders = ["INBOX"]
+# cert_file = "C:/IGC-Sante/bal.crt"         # certificat client (connexion SASL EXTERNAL)
+# key_file = "C:/IGC-Sante/bal.key"          # clé privée : droits 0600 obligatoires
+# user = ""                                   # ou identifiant + fichier de mot de passe (0600)
+# password_file = ""
+# poll_seconds = 60                 # relève périodique, en plus d'IDLE quand le serveur le propose
+# move_processed_to = ""            # dossier où déplacer les certificats lus ; vide = ne rien déplacer
+
 # Noms des sites affichés à côté de leur FINESS géographique.
 # [sites]
 # "750712184" = "Site de Paris 12e"
@@ -94,7 +109,8 @@ DEFAULT_CONFIG = f"""\
 
 
 #: Settings fields that no configuration file sets.
-_NOT_IN_FILES = frozenset({"data_dir", "config_file", "machine_config_file", "sources", "warnings", "demo"})
+_NOT_IN_FILES = frozenset({"data_dir", "config_file", "machine_config_file", "value_files", "warnings", "demo",
+                           "imap_sources"})
 
 
 class ConfigError(Exception):
@@ -119,9 +135,10 @@ class Settings:
     allow_any_extension_origin: bool = False
     sites: dict[str, str] = field(default_factory=dict)
     machine_config_file: Path | None = None
-    sources: dict[str, str] = field(default_factory=dict)  # key -> file its value comes from
+    value_files: dict[str, str] = field(default_factory=dict)  # key -> file its value comes from
     warnings: list[str] = field(default_factory=list)  # French, for IT
     demo: bool = False  # « serve --demo »: fictitious certificates in their own data directory
+    imap_sources: list[ImapSource] = field(default_factory=list)  # [[sources.imap]]
 
     def in_force(self) -> dict[str, Any]:
         """The settings as IT should read them (``sidep-helper config``)."""
@@ -141,15 +158,16 @@ class Settings:
             "allowed_origins": sorted(self.allowed_origins),
             "allow_any_extension_origin": self.allow_any_extension_origin,
             "sites": dict(self.sites),
+            "sources": {"imap": [src.in_force() for src in self.imap_sources]},
         }
 
     def source_of(self, key: str) -> str:
         """The file a setting comes from, or « défaut »."""
-        return self.sources.get(key, "défaut")
+        return self.value_files.get(key, "défaut")
 
     def enforced(self, key: str) -> bool:
         """True when the machine-wide file sets ``key`` (the user cannot change it)."""
-        return self.machine_config_file is not None and self.sources.get(key) == str(self.machine_config_file)
+        return self.machine_config_file is not None and self.value_files.get(key) == str(self.machine_config_file)
 
 
     def trust(self) -> TrustPolicy:
@@ -267,7 +285,7 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
     def fail(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{where} : « {key} » doit être {expected}")
 
-    known = set(Settings.__dataclass_fields__) - _NOT_IN_FILES
+    known = (set(Settings.__dataclass_fields__) - _NOT_IN_FILES) | {"sources"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{where} : réglage(s) inconnu(s) : {', '.join(unknown)}")
@@ -327,8 +345,10 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
         if not isinstance(sites, dict) or not all(isinstance(v, str) for v in sites.values()):
             raise fail("sites", "une table FINESS = \"nom du site\"")
         settings.sites = {str(k).upper(): v for k, v in sites.items()}
+    if "sources" in values:
+        settings.imap_sources = _imap_sources(values["sources"], where)
     for key in values:
-        settings.sources[key] = str(where)
+        settings.value_files[key] = str(where)
 
 
 def _addresses(entries: list[str], key: str, where: Path, *, domains: bool) -> list[str]:
@@ -355,3 +375,90 @@ def machine_template() -> str:
         "# Après modification, chaque utilisateur doit relancer le service (ou se reconnecter).\n"
         + "".join(lines)
     )
+
+
+# --- [[sources.imap]] (issue 10) ---------------------------------------------------------------------
+
+IMAP_TLS = ("starttls", "implicit")
+
+
+@dataclass
+class ImapSource:
+    """One IMAP mailbox to read (``helper.sources.imap.Account``)."""
+
+    name: str
+    host: str
+    port: int
+    tls: str = "starttls"
+    ca_file: Path | None = None
+    folders: list[str] = field(default_factory=lambda: ["INBOX"])
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    user: str = ""
+    password_file: Path | None = None
+    poll_seconds: int = 60
+    move_processed_to: str = ""
+
+    def in_force(self) -> dict[str, Any]:
+        """As ``config`` shows it: file paths, never a secret."""
+        return {
+            "name": self.name, "host": self.host, "port": self.port, "tls": self.tls,
+            "ca_file": str(self.ca_file or ""), "folders": list(self.folders),
+            "cert_file": str(self.cert_file or ""), "key_file": str(self.key_file or ""), "user": self.user,
+            "password_file": str(self.password_file or ""), "poll_seconds": self.poll_seconds,
+            "move_processed_to": self.move_processed_to,
+        }
+
+
+def _imap_sources(value: Any, where: Path) -> list[ImapSource]:
+    def fail(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{where} : [[sources.imap]] « {key} » doit être {expected}")
+
+    if not isinstance(value, dict) or set(value) - {"imap"}:
+        raise ConfigError(f"{where} : « sources » n'accepte que des blocs [[sources.imap]]")
+    entries = value.get("imap", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{where} : écrivez chaque boîte IMAP dans un bloc [[sources.imap]]")
+    allowed = set(ImapSource.__dataclass_fields__)
+    out: list[ImapSource] = []
+    for i, entry in enumerate(entries, 1):
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(f"{where} : [[sources.imap]] n° {i} : réglage(s) inconnu(s) : {', '.join(unknown)}")
+        host = entry.get("host")
+        if not isinstance(host, str) or not host.strip():
+            raise fail("host", "le nom du serveur IMAP")
+        tls = entry.get("tls", "starttls")
+        if tls not in IMAP_TLS:
+            raise fail("tls", "« starttls » ou « implicit »")
+        port = entry.get("port", 993 if tls == "implicit" else 143)
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise fail("port", "un numéro de port")
+        folders = entry.get("folders", ["INBOX"])
+        if not isinstance(folders, list) or not folders or not all(isinstance(f, str) and f for f in folders):
+            raise fail("folders", "une liste de dossiers, par exemple [\"INBOX\"]")
+        poll = entry.get("poll_seconds", 60)
+        if not isinstance(poll, int) or isinstance(poll, bool) or not 5 <= poll <= 1500:
+            raise fail("poll_seconds", "un nombre de secondes entre 5 et 1500")
+        strings = {k: entry.get(k, "") for k in ("name", "user", "move_processed_to", "ca_file", "cert_file",
+                                                  "key_file", "password_file")}
+        for key, text in strings.items():
+            if not isinstance(text, str):
+                raise fail(key, "un texte")
+
+        def path(key: str, strings: dict[str, str] = strings) -> Path | None:
+            return Path(strings[key]).expanduser() if strings[key].strip() else None
+
+        src = ImapSource(
+            name=strings["name"].strip() or f"{host.strip()}:{port}", host=host.strip(), port=port, tls=tls,
+            ca_file=path("ca_file"), folders=list(dict.fromkeys(folders)), cert_file=path("cert_file"),
+            key_file=path("key_file"), user=strings["user"].strip(), password_file=path("password_file"),
+            poll_seconds=poll, move_processed_to=strings["move_processed_to"].strip(),
+        )
+        if src.cert_file is None and not (src.user and src.password_file):
+            raise ConfigError(f"{where} : [[sources.imap]] « {src.name} » : indiquez « cert_file » (et « key_file ») "
+                              "ou « user » et « password_file »")
+        if any(s.name == src.name for s in out):
+            raise fail("name", f"unique (« {src.name} » apparaît deux fois)")
+        out.append(src)
+    return out

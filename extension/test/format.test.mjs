@@ -28,6 +28,8 @@ test("state labels: nouveau, imprimé (n fois), remis le … par …, remplacé"
   assert.equal(stateLabel(delivered, fr), "remis le 02/01/2024 à 10:05 par MB");
   assert.equal(stateKind(delivered), "delivered");
   assert.equal(stateLabel(cert({ delivered_at: "2024-01-02T10:05:00" }), fr), "remis le 02/01/2024 à 10:05");
+  const elsewhere = cert({ delivered_at: "2024-01-02T10:05:00", delivered_by: "autre poste" });
+  assert.equal(stateLabel(elsewhere, fr), "remis (autre poste) le 02/01/2024 à 10:05");
   assert.deepEqual(stateLabels(cert({ superseded: true }), fr), ["nouveau", "remplacé par un certificat plus récent"]);
 });
 

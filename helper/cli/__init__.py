@@ -217,18 +217,20 @@ def format_line(cert: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from helper.index import imapstate
+
     store = _open_readonly(settings)
     if store is None:
         status: dict[str, Any] = {
             "data_dir": str(settings.data_dir),
             "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
             "expired": 0, "quarantine_bytes": 0, "quarantine_evicted": 0,
-            "last_ingest": None, "quarantine": [],
+            "last_ingest": None, "quarantine": [], "imap": [],
         }
     else:
         try:
             status = {"data_dir": str(settings.data_dir), **store.counts(), "last_ingest": store.meta("last_ingest"),
-                      "quarantine": store.quarantined()}
+                      "quarantine": store.quarantined(), "imap": imapstate.statuses(store)}
         finally:
             store.close()
     status["quarantine_max_mb"] = settings.quarantine_max_mb
@@ -254,11 +256,21 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if any(q["reason"] == "untrusted_forward" for q in status["quarantine"]):
         print("Certificats transférés refusés : si l'expéditeur nommé est une boîte du laboratoire, ajoutez-le à "
               "« trusted_forwarders » dans le fichier de configuration, puis relancez l'indexation.")
+    _print_imap(status["imap"])
     return 0
 
 
 def _fr_mb(nbytes: int) -> str:
     return f"{nbytes / (1024 * 1024):.1f}".replace(".", ",")
+
+
+def _print_imap(rows: list[dict[str, Any]]) -> None:
+    """IMAP sources (issue 10): state, last success, last error, per folder."""
+    for row in rows:
+        print(f"IMAP {row['source']} / {row['folder']} : {row['state']} — dernière relève réussie : "
+              f"{_fr_date(row['last_success'], True) if row['last_success'] else 'jamais'}")
+        if row["last_error"]:
+            print(f"  dernière erreur ({_fr_date(row['last_error_at'], True)}) : {row['last_error']}")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

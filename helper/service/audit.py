@@ -22,6 +22,8 @@ from helper.index.store import secure_dir
 AUDIT_DB = "audit.sqlite3"
 ACTIONS = frozenset(
     {"search", "view", "pdf", "print", "delivered", "undelivered", "purge", "ingest", "token_rotated"}
+    # state seen on the shared mailbox (IMAP keywords set by another desk; issue 10)
+    | {"printed_elsewhere", "delivered_elsewhere", "undelivered_elsewhere"}
 )
 
 SCHEMA = """

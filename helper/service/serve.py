@@ -181,6 +181,13 @@ async def _start_background(app: web.Application) -> None:
     if watcher is not None:
         await asyncio.get_running_loop().run_in_executor(None, watcher.start)
     app["purge_task"] = asyncio.create_task(_purge_daily(app))
+    app["imap"] = None
+    settings = app[CTX].settings
+    if settings.imap_sources:  # [[sources.imap]] (issue 10)
+        from helper.service.imapsync import ImapService
+
+        app["imap"] = ImapService(settings)
+        app["imap"].start()
 
 
 async def _stop_background(app: web.Application) -> None:
@@ -189,6 +196,8 @@ async def _stop_background(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if app.get("imap") is not None:
+        await asyncio.get_running_loop().run_in_executor(None, app["imap"].stop)
     watcher = app["watcher"]
     if watcher is not None:
         # Lets an ingest in progress commit its transaction before returning.

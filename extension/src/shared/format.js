@@ -23,10 +23,15 @@ export function frDateTime(value, t) {
   return time ? t("dateAtTime", [date, time]) : date;
 }
 
+/** ``delivered_by`` of a certificate handed over at another desk (helper/index/imapstate.py REMOTE_DESK). */
+export const DELIVERED_ELSEWHERE = "autre poste";
+
 /** The hand-over state: delivered, printed n times, or new. */
 export function stateLabel(cert, t) {
   if (cert.delivered_at) {
     const when = frDateTime(cert.delivered_at, t);
+    // handed over at another desk, seen through the mailbox's shared $SidepRemis keyword (issue 10)
+    if (cert.delivered_by === DELIVERED_ELSEWHERE) return t("stateDeliveredElsewhere", [when]);
     return cert.delivered_by ? t("stateDeliveredBy", [when, cert.delivered_by]) : t("stateDelivered", [when]);
   }
   const count = Number(cert.print_count) || 0;

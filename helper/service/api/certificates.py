@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from helper.config import Settings
+from helper.index import imapstate
 from helper.index.store import Store
 from helper.service.api import params
 from helper.service.api.context import CTX, client
@@ -48,7 +49,8 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def _certificate_answer(
-    request: web.Request, run: Callable[[Store, int], dict[str, Any] | None], action: str, *, write: bool
+    request: web.Request, run: Callable[[Store, int], dict[str, Any] | None], action: str, *, write: bool,
+    detail: str = "",
 ) -> web.Response:
     """Run ``run(store, id)`` for the certificate named in the path, audit it, answer the certificate."""
     ctx = request.app[CTX]
@@ -59,7 +61,7 @@ async def _certificate_answer(
     cert = await call(lambda s: run(s, cert_id))
     if cert is None:
         return error(404, "not_found", NOT_FOUND)
-    ctx.trace(action, [cert_id], client(request))
+    ctx.trace(action, [cert_id], client(request), detail)
     return web.json_response(_with_site(ctx.settings, cert))
 
 
@@ -116,7 +118,7 @@ async def print_certificate(request: web.Request) -> web.Response:
     except printing.PrintError as exc:
         status = 503 if isinstance(exc, printing.NoPrinterError) else 502
         return error(status, "no_printer" if status == 503 else "print_failed", exc.message)
-    cert = await ctx.write(lambda s: s.mark_printed(cert_id))
+    cert = await ctx.write(lambda s: _shared(s, cert_id, imapstate.PRINTED, True, s.mark_printed(cert_id)))
     if cert is None:  # purged between the PDF read and now
         return error(404, "not_found", NOT_FOUND)
     ctx.trace("print", [cert_id], client(request), f"imprimante={used}")
@@ -144,8 +146,20 @@ async def mark_delivered(request: web.Request) -> web.Response:
     if initials is not None and not params.text_field(initials, 12):
         return error(400, "bad_initials", "Initiales invalides (12 caractères au plus).")
     who = (initials or "").strip() or None
-    return await _certificate_answer(request, lambda s, i: s.mark_delivered(i, who), "delivered", write=True)
+    return await _certificate_answer(
+        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, True, s.mark_delivered(i, who)), "delivered", write=True,
+        detail=f"initiales={who}" if who else "",  # the initials stay here, never on the mail server
+    )
 
 
 async def undo_delivered(request: web.Request) -> web.Response:
-    return await _certificate_answer(request, lambda s, i: s.undo_delivered(i), "undelivered", write=True)
+    return await _certificate_answer(
+        request, lambda s, i: _shared(s, i, imapstate.DELIVERED, False, s.undo_delivered(i)), "undelivered", write=True
+    )
+
+
+def _shared(store: Store, cert_id: int, what: str, value: bool, cert: dict[str, Any] | None) -> dict[str, Any] | None:
+    """After a print, hand-over or undo: owe the IMAP keyword write (no-op for certificates from files)."""
+    if cert is not None:
+        imapstate.queue_change(store, cert_id, what, value)
+    return cert

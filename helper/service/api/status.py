@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from helper import __version__
+from helper.index import imapstate
 from helper.index.store import Store
 from helper.service.api.context import CTX
 
@@ -29,7 +30,8 @@ async def status(request: web.Request) -> web.Response:
         counts["to_deliver"] = store.db.execute(
             "SELECT count(*) FROM certificates WHERE delivered_at IS NULL"
         ).fetchone()[0]
-        return {"counts": counts, "quarantine": store.quarantined(), "last_ingest": store.meta("last_ingest")}
+        return {"counts": counts, "quarantine": store.quarantined(), "last_ingest": store.meta("last_ingest"),
+                "imap": imapstate.statuses(store)}
 
     data = await ctx.read(collect)
     watcher = ctx.watcher
@@ -48,6 +50,7 @@ async def status(request: web.Request) -> web.Response:
             "retention_days": ctx.settings.retention_days,
             "quarantine_max_mb": ctx.settings.quarantine_max_mb,
             "sites": ctx.settings.sites,
+            "imap": data["imap"],
         }
     )
 

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""IMAP source benchmark: first sync, incremental sync, keyword round trip — against mbsync and notmuch.
+
+    python benchmarks/bench_imap.py                 # 100,000 messages (issue 10's figure)
+    python benchmarks/bench_imap.py --n 10000       # quicker
+
+What it does, in one run (as root: it starts a private Dovecot, tests/dovecot.py):
+
+1. a mailbox of N messages (certificates with ~40 KB PDFs sampled in the last weeks, ~5 % other
+   mail) written straight into the Maildir of a private Dovecot (TLS, password login), plus a folder
+   ``Partage`` of 20 certificates; Dovecot indexes it before anything is timed;
+2. first sync, end to end: a real ``sidep-helper serve`` process is started with the mailbox as
+   ``[[sources.imap]]`` (implicit TLS); timed from the process start until every certificate is
+   searchable and the source reports success; peak RSS sampled (process tree);
+3. the same folder fetched by ``mbsync`` (Debian ``isync``) into a fresh Maildir, then ``notmuch new``
+   over that Maildir: wall time, messages/s, peak RSS of each;
+4. incremental sync: 100 new certificates delivered at once into the Maildir while the helper runs,
+   timed until the 100th is searchable (Dovecot tells the helper through IDLE);
+5. keyword round trip: a second helper (own data directory) follows ``Partage``; desk A marks a
+   certificate handed over / undoes it, desk B's API is polled until it shows the change: median, p95.
+
+Prints the figures and writes ``OUT/imap-results.json`` (``--out``, default ``benchmarks/out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pwd
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import mailgen  # noqa: E402
+from bench import measure  # noqa: E402
+from dovecot import Dovecot, start_dovecot  # noqa: E402
+from imaphelpers import Helper  # noqa: E402
+
+MiB = 1024 * 1024
+OTHER_SHARE = 0.05
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def recent(rng: random.Random, **kw: Any) -> mailgen.CertSpec:
+    sampled = dt.datetime.now().replace(microsecond=0, second=0) - dt.timedelta(minutes=rng.randrange(60, 40 * 24 * 60))
+    return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **kw)
+
+
+def fill_maildir(server: Dovecot, n: int, seed: int) -> tuple[int, int, int]:
+    """N messages straight into INBOX's Maildir (owned by the mail user); (certificates, others, bytes)."""
+    mail = pwd.getpwnam("mail")
+    new = server.maildir / "new"
+    for sub in ("new", "cur", "tmp"):
+        (server.maildir / sub).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    certs = others = total = 0
+    for i in range(n):
+        if rng.random() < OTHER_SHARE:
+            raw = mailgen.other_mail(rng, i)
+            others += 1
+        else:
+            raw = mailgen.make_message(recent(rng))
+            certs += 1
+        path = new / f"{1700000000 + i}.M{i}P1.bench"
+        path.write_bytes(raw)
+        os.chown(path, mail.pw_uid, mail.pw_gid)
+        total += len(raw)
+    for path in [server.maildir, *server.maildir.parents][:3]:
+        os.chown(path, mail.pw_uid, mail.pw_gid)
+    for sub in ("new", "cur", "tmp"):
+        os.chown(server.maildir / sub, mail.pw_uid, mail.pw_gid)
+    return certs, others, total
+
+
+def index_mailbox(server: Dovecot, folder: str = "INBOX") -> float:
+    started = time.perf_counter()
+    subprocess.run(["doveadm", "-c", str(server.conf), "mailbox", "status", "-u", server.user, "messages uidnext",
+                    folder], check=True, capture_output=True, env=server._env())  # noqa: SLF001
+    return time.perf_counter() - started
+
+
+class PeakRss(threading.Thread):
+    """Peak RSS of the main process, and peak PSS of the process tree (worker processes are forked:
+    summing their RSS would count the pages they share with the parent several times)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.peak_tree_pss, self.stop = pid, 0, 0, threading.Event()
+
+    def run(self) -> None:
+        try:
+            proc = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.stop.is_set():
+            try:
+                self.peak = max(self.peak, proc.memory_info().rss)
+                tree = [proc, *proc.children(recursive=True)]
+                pss = 0
+                for p in tree:
+                    try:
+                        pss += p.memory_full_info().pss
+                    except psutil.Error:
+                        pass
+                self.peak_tree_pss = max(self.peak_tree_pss, pss)
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+
+def helper_config(server: Dovecot, password_file: Path, folders: list[str], poll: int = 60) -> str:
+    return (
+        "[[sources.imap]]\nname = \"bal\"\nhost = \"127.0.0.1\"\n"
+        f"port = {server.tls_port}\ntls = \"implicit\"\nca_file = \"{server.pki.ca}\"\n"
+        f"user = \"{server.user}\"\npassword_file = \"{password_file}\"\n"
+        "folders = [" + ", ".join(f'"{f}"' for f in folders) + f"]\npoll_seconds = {poll}\n"
+    )
+
+
+def first_sync(home: Path, imap: str, expected: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    helper = Helper.start(home, imap, wait=False)
+    sampler = PeakRss(helper.proc.pid)
+    sampler.start()
+    while True:
+        status = helper.status()
+        rows = status["imap"]
+        if status["counts"]["certificates"] >= expected and rows and all(r["last_success"] for r in rows):
+            break
+        if time.perf_counter() - started > 4 * 3600:
+            raise RuntimeError(f"first sync not done: {status['counts']} {rows}")
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    return {"helper": helper, "wall_s": elapsed, "peak_rss": sampler.peak, "peak_tree_pss": sampler.peak_tree_pss,
+            "certificates": status["counts"]["certificates"]}
+
+
+def run_mbsync(server: Dovecot, password: str, work: Path) -> dict[str, Any]:
+    target = work / "mbsync-maildir"
+    shutil.rmtree(work / "mbsync-maildir", ignore_errors=True)
+    target.mkdir(parents=True)
+    (work / "mbsync-state").mkdir(exist_ok=True)
+    conf = work / "mbsyncrc"
+    conf.write_text(
+        f"IMAPAccount bench\nHost localhost\nPort {server.tls_port}\nUser {server.user}\nPass {password}\n"
+        f"SSLType IMAPS\nSSLVersions TLSv1.2 TLSv1.3\nCertificateFile {server.pki.ca}\nAuthMechs LOGIN\n\n"
+        "IMAPStore remote\nAccount bench\n\n"
+        f"MaildirStore local\nPath {target}/\nInbox {target}/INBOX\n\n"
+        f"Channel bench\nFar :remote:\nNear :local:\nPatterns INBOX\nSync Pull\nCreate Near\n"
+        f"SyncState {work}/mbsync-state/\n"
+    )
+    conf.chmod(0o600)
+    run = measure(["mbsync", "-c", str(conf), "-q", "bench"])
+    if run.returncode != 0:
+        raise RuntimeError(f"mbsync failed: {run.stderr[-2000:]}")
+    files = sum(len(os.listdir(target / "INBOX" / sub)) for sub in ("cur", "new"))
+    return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s, "messages": files,
+            "maildir": target / "INBOX"}
+
+
+def run_notmuch(maildir: Path, work: Path) -> dict[str, Any]:
+    db = work / "notmuch-db"
+    shutil.rmtree(db, ignore_errors=True)
+    db.mkdir(parents=True)
+    (work / "notmuch-hooks").mkdir(exist_ok=True)
+    config = work / "notmuch-config"
+    config.write_text(f"[database]\npath={db}\nmail_root={maildir}\nhook_dir={work}/notmuch-hooks\n"
+                      "[new]\ntags=unread;inbox\n[maildir]\nsynchronize_flags=true\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTMUCH_DATABASE", "NOTMUCH_PROFILE", "MAILDIR")}
+    env["NOTMUCH_CONFIG"] = str(config)
+    run = measure(["notmuch", "new", "--quiet"], env)
+    if run.returncode != 0:
+        raise RuntimeError(f"notmuch new failed: {run.stderr[-2000:]}")
+    return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s}
+
+
+def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int) -> dict[str, Any]:
+    """n new certificates delivered at once (written to tmp/, renamed into new/, as an MTA's LDA does)."""
+    rng = random.Random(seed)
+    mail = pwd.getpwnam("mail")
+    staged = []
+    specs = [recent(rng) for _ in range(n)]
+    for i, spec in enumerate(specs):
+        path = server.maildir / "tmp" / f"{1800000000 + i}.M{i}P2.bench"
+        path.write_bytes(mailgen.make_message(spec))
+        os.chown(path, mail.pw_uid, mail.pw_gid)
+        staged.append(path)
+    started = time.perf_counter()
+    for path in staged:
+        path.rename(server.maildir / "new" / path.name)
+    # a light probe (one search) so that polling does not slow the helper down; then the full count
+    while helper.search(specs[-1].dossier)["total"] < 1:
+        if time.perf_counter() - started > 120:
+            raise RuntimeError("incremental sync not done in 120 s")
+        time.sleep(0.05)
+    while helper.status()["counts"]["certificates"] < before + n:
+        if time.perf_counter() - started > 120:
+            raise RuntimeError("incremental sync not done in 120 s")
+        time.sleep(0.05)
+    return {"delivered_to_searchable_s": time.perf_counter() - started}
+
+
+def keyword_round_trips(a: Helper, b: Helper, dossiers: list[str], rounds: int) -> dict[str, Any]:
+    pairs = []
+    for dossier in dossiers[:10]:
+        found_a, found_b = a.search(dossier)["results"], b.wait_for(dossier, timeout=30)["results"]
+        if found_a and found_b:
+            pairs.append((found_a[0]["id"], found_b[0]["id"]))
+    if not pairs:
+        raise RuntimeError("no certificate shared by the two desks")
+    times: list[float] = []
+    for i in range(rounds):
+        id_a, id_b = pairs[i % len(pairs)]
+        current = a.cert(id_a)["delivered_at"] is not None
+        started = time.perf_counter()
+        if current:
+            a.call("DELETE", f"/api/v1/certificates/{id_a}/delivered")
+        else:
+            a.call("POST", f"/api/v1/certificates/{id_a}/delivered", b"{}")
+        want = not current
+        while (b.cert(id_b)["delivered_at"] is not None) != want:
+            if time.perf_counter() - started > 30:
+                raise RuntimeError("keyword change did not reach desk B in 30 s")
+            time.sleep(0.01)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"rounds": len(times), "median_s": statistics.median(times),
+            "p95_s": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], "max_s": times[-1]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="messages in the mailbox (default 100,000)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=40, help="keyword round trips")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        say("This benchmark starts a private Dovecot and must run as root.")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-imap-", dir=args.out))
+    server = start_dovecot(client_cert=False)
+    helpers: list[Helper] = []
+    try:
+        password = work / "imap-password"
+        password.write_text(server.password + "\n")
+        password.chmod(0o600)
+        say(f"Filling a Maildir with {args.n:,} messages ...")
+        t0 = time.perf_counter()
+        certs, others, total = fill_maildir(server, args.n, args.seed)
+        say(f"  {certs:,} certificates, {others:,} other, {total / MiB:,.0f} MiB in {time.perf_counter() - t0:.0f} s")
+        say(f"  Dovecot indexed it in {index_mailbox(server):.1f} s")
+        server.create_folder("Partage")
+        shared_rng = random.Random(args.seed + 1)
+        shared = [recent(shared_rng) for _ in range(20)]
+        for spec in shared:
+            server.append(mailgen.make_message(spec), "Partage")
+        certs += 20
+
+        say("First sync (sidep-helper serve, IMAP over TLS) ...")
+        first = first_sync(work / "desk-a", helper_config(server, password, ["INBOX", "Partage"]), certs)
+        a = first.pop("helper")
+        helpers.append(a)
+        first["messages_per_s"] = (args.n + 20) / first["wall_s"]
+        say(f"  {first['wall_s']:.1f} s, {first['messages_per_s']:,.0f} messages/s, peak RSS {first['peak_rss'] / MiB:.0f} MiB "
+            f"(service process; whole tree with its worker processes: peak PSS {first['peak_tree_pss'] / MiB:.0f} MiB)")
+
+        say("mbsync (isync) of the same folder to a Maildir ...")
+        mb = run_mbsync(server, server.password, work)
+        mb["messages_per_s"] = mb["messages"] / mb["wall_s"]
+        say(f"  {mb['wall_s']:.1f} s, {mb['messages_per_s']:,.0f} messages/s, peak RSS {mb['peak_rss'] / MiB:.0f} MiB")
+        say("notmuch new over that Maildir ...")
+        nm = run_notmuch(mb.pop("maildir"), work)
+        nm["messages_per_s"] = args.n / nm["wall_s"]
+        say(f"  {nm['wall_s']:.1f} s, {nm['messages_per_s']:,.0f} messages/s, peak RSS {nm['peak_rss'] / MiB:.0f} MiB")
+        say(f"  mbsync + notmuch: {mb['wall_s'] + nm['wall_s']:.1f} s")
+
+        say("Incremental sync: 100 new certificates ...")
+        inc = incremental(server, a, first["certificates"], 100, args.seed + 2)
+        say(f"  {inc['delivered_to_searchable_s']:.2f} s from delivery until all are searchable")
+
+        say("Keyword round trip between two desks ...")
+        b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"]))
+        helpers.append(b)
+        kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds)
+        say(f"  {kw['rounds']} round trips: median {kw['median_s'] * 1000:.0f} ms, p95 {kw['p95_s'] * 1000:.0f} ms")
+
+        results = {"n": args.n, "certificates": certs, "others": others, "mailbox_bytes": total,
+                   "first_sync": first, "mbsync": mb, "notmuch": nm, "incremental_100": inc, "keywords": kw,
+                   "cpu_count": os.cpu_count(), "load_avg": os.getloadavg()}
+        (args.out / "imap-results.json").write_text(json.dumps(results, indent=2, default=str))
+        return 0
+    finally:
+        for h in helpers:
+            h.stop()
+        server.remove()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""IMAP sources for ``sidep-helper serve``: new mail indexed within seconds, hand-over state shared.
+
+One thread per configured (source, folder) — the folder ``move_processed_to`` included, so that a
+moved certificate stays linked to its message — each with its own IMAP connection and its own
+connection to the index. A thread loops:
+
+1. connect and log in (``helper.sources.imap.connect``); on failure, record the French reason in
+   ``imap_status`` and retry after 1, 2, 4… up to 60 s (a server restart or a network loss heals by
+   itself; a refused certificate is retried too, slowly, and shown in ``status`` meanwhile);
+2. select the folder. A UIDVALIDITY different from the one recorded means the UIDs changed: the
+   links of the old UIDs are dropped and the folder is read again from UID 1 — messages are matched
+   to certificates already indexed by their Message-ID from their headers alone, so nothing is
+   fetched or added twice;
+3. new UIDs, by batches: headers first; a message whose Message-ID is indexed is linked without
+   being fetched; one that cannot hold a certificate is skipped; the others are fetched whole
+   (``BODY.PEEK[]``) and go through ``helper.index.ingest.ingest_message`` — the same entry point
+   and trust rules as any pushed message (spoofs are quarantined there, never indexed). The links
+   and the highest UID read are committed after the batch: a helper killed mid-batch fetches the
+   batch again and the store recognises what it already holds;
+4. with ``move_processed_to``, certificate messages are then moved (IMAP MOVE only);
+5. keywords: ``$SidepImprime`` / ``$SidepRemis`` of linked messages are read (only those changed
+   since the last MODSEQ when the server has CONDSTORE); a change made at another desk is applied
+   here (« remis (autre poste) », or the hand-over undone); writes owed after a print, hand-over
+   or undo at this desk (``imap_pending``, queued by the API) are done, if PERMANENTFLAGS has ``\\*``;
+6. wait: IDLE (the server wakes us when mail arrives or flags change), at most ``poll_seconds``,
+   and at once when this desk owes a keyword write; then back to 2.
+
+Logs name sources, folders, counts and French error messages; never a credential, an address,
+a subject or a name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from helper.config import ImapSource, Settings
+from helper.index import imapstate, ingestpool
+from helper.index.ingest import MAX_READ, MessageOutcome, ingest_message
+from helper.index.store import Store
+from helper.service.audit import Audit
+from helper.sources.imap import (
+    KW_DELIVERED,
+    KW_PRINTED,
+    Folder,
+    FolderInfo,
+    ImapError,
+    connect,
+    is_connection_error,
+    may_be_certificate,
+    message_id,
+)
+
+log = logging.getLogger("sidep_helper.imap")
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+UID_BATCH = 500
+FORGET_EVERY_SECONDS = 600
+KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
+#: A backlog of at least this many messages to read whole is ingested by worker processes (one per core,
+#: up to 4); below it, starting them (spawned: ~1 s) costs more than it saves.
+PARALLEL_MIN = 200
+
+def _where(exc: BaseException) -> str:
+    """File and line where an exception was raised: for developers, without its message (data)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else "?"
+
+
+class FolderSync(threading.Thread):
+    def __init__(self, settings: Settings, account: ImapSource, folder: str, audit: Audit,
+                 audit_lock: threading.Lock, stop: threading.Event) -> None:
+        super().__init__(name=f"imap-{account.name}-{folder}", daemon=True)
+        self.settings = settings
+        self.account = account
+        self.folder_name = folder
+        self.audit = audit
+        self.audit_lock = audit_lock
+        self.stop_event = stop
+        self.source = account.name
+        self._pool: ProcessPoolExecutor | None = None  # worker processes while a large backlog is read
+        self._last_forget = 0.0
+
+    # -- loop -------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        store = Store(self.settings.data_dir)
+        try:
+            imapstate.ensure(store)
+            backoff = BACKOFF_FIRST
+            failed = False  # while retrying, status keeps the failure's state and message
+            while not self.stop_event.is_set():
+                client = None
+                try:
+                    if not failed:
+                        self._status(store, "connexion")
+                    client = connect(self.account)
+                    backoff, failed = BACKOFF_FIRST, False
+                    self._session(store, Folder(client, self.folder_name))
+                except ImapError as exc:
+                    log.warning("IMAP %s / %s : %s", self.source, self.folder_name, exc.message)
+                    self._status(store, "erreur", error=exc.message, code=exc.code)
+                    failed = True
+                except Exception as exc:  # noqa: BLE001 - the loop must survive anything
+                    if is_connection_error(exc):
+                        message = "Connexion perdue avec le serveur ; nouvelle tentative automatique."
+                        code = "connection_lost"
+                    else:
+                        message = f"Erreur inattendue ({type(exc).__name__}) ; nouvelle tentative automatique."
+                        code = "internal"
+                        log.error("IMAP %s / %s : erreur %s (%s)", self.source, self.folder_name, type(exc).__name__,
+                                  _where(exc))
+                    log.warning("IMAP %s / %s : %s", self.source, self.folder_name, message)
+                    self._status(store, "reconnexion", error=message, code=code)
+                    failed = True
+                finally:
+                    if client is not None:
+                        try:
+                            client.logout()
+                        except Exception:  # noqa: BLE001 - connection already gone
+                            pass
+                if self.stop_event.wait(backoff):
+                    break
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            try:
+                self._status(store, "arrêté")
+            finally:
+                store.close()
+
+    def _status(self, store: Store, state: str, **kwargs: Any) -> None:
+        try:
+            imapstate.set_status(store, self.source, self.folder_name, state, **kwargs)
+        except Exception:  # noqa: BLE001 - a busy index must not stop the sync
+            log.warning("IMAP %s / %s : état non enregistré", self.source, self.folder_name)
+
+    def _session(self, store: Store, folder: Folder) -> None:
+        idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
+        while not self.stop_event.is_set():
+            info = folder.select()
+            self._status(store, "relève en cours")
+            self.sync(store, folder, info)
+            self._status(store, idle, success=True, messages=info.exists)
+            if time.monotonic() - self._last_forget > FORGET_EVERY_SECONDS:
+                imapstate.forget_purged(store)
+                self._last_forget = time.monotonic()
+            folder.wait(
+                self.account.poll_seconds,
+                lambda: self.stop_event.is_set()
+                or imapstate.has_pending(store, self.source, self.folder_name),
+            )
+
+    # -- one sync -----------------------------------------------------------------------------------------
+    def sync(self, store: Store, folder: Folder, info: FolderInfo) -> None:
+        state = imapstate.folder_state(store, self.source, self.folder_name)
+        if state.uidvalidity != info.uidvalidity:
+            if state.uidvalidity is not None:
+                log.info("IMAP %s / %s : UIDVALIDITY changé, relecture du dossier (sans doublon)",
+                         self.source, self.folder_name)
+            imapstate.reset_folder(store, self.source, self.folder_name, info.uidvalidity)
+            state = imapstate.folder_state(store, self.source, self.folder_name)
+        new_links = self._read_new(store, folder, info, state.last_uid)
+        self._keywords(store, folder, info, state.modseq, new_links)
+
+    def _read_new(self, store: Store, folder: Folder, info: FolderInfo, last_uid: int) -> list[int]:
+        try:
+            return self._read_uids(store, folder, info, folder.new_uids(last_uid))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def _read_uids(self, store: Store, folder: Folder, info: FolderInfo, uids: list[int]) -> list[int]:
+        linked: list[int] = []
+        trusted = self.settings.trusted_senders  # a prefilter only: the parser applies the trust rules
+        counts = {"new": 0, "duplicate": 0, "ignored": 0, "quarantined": 0, "known": 0}
+        move_to = self.account.move_processed_to
+        for start in range(0, len(uids), UID_BATCH):
+            chunk = uids[start : start + UID_BATCH]
+            links: dict[int, list[int]] = {}
+            wanted: list[tuple[int, int]] = []
+            for uid, size, head in folder.headers(chunk):
+                mid = message_id(head)
+                ids = imapstate.certificates_of_message_id(store, mid) if mid else []
+                if ids:
+                    links[uid] = ids
+                    counts["known"] += 1
+                elif may_be_certificate(head, trusted) and size > MAX_READ:
+                    # never fetched (memory); it stays on the server, listed in quarantine with its place
+                    store.quarantine(f"imap:{self.source}/{self.folder_name};UIDVALIDITY={info.uidvalidity};UID={uid}",
+                                     "", "too_large", f"message > {MAX_READ} octets, laissé sur le serveur")
+                    counts["quarantined"] += 1
+                elif may_be_certificate(head, trusted):
+                    wanted.append((uid, size))
+                else:
+                    counts["ignored"] += 1
+            interrupted = False
+            for uid, outcomes in self._ingest(store, folder, wanted):
+                ids = []
+                for outcome in outcomes:
+                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                    if outcome.certificate_id is not None:
+                        ids.append(outcome.certificate_id)
+                if ids:
+                    links[uid] = ids
+                if self.stop_event.is_set():  # service stopping: keep what is done, read the rest next time
+                    interrupted = True
+                    break
+            with store.transaction():
+                for uid, ids in links.items():
+                    imapstate.link(store, self.source, self.folder_name, info.uidvalidity, uid, ids)
+                if not interrupted:
+                    imapstate.advance(store, self.source, self.folder_name, info.uidvalidity, chunk[-1])
+            if interrupted:
+                break
+            moved = folder.move(sorted(links), move_to) if move_to and move_to != self.folder_name and links else None
+            if moved is not None:
+                target_validity, mapping = moved
+                imapstate.relocate(store, self.source, self.folder_name, info.uidvalidity, move_to, target_validity,
+                                   mapping, [u for u in links if u not in mapping])
+            else:
+                linked += list(links)
+        if uids:
+            log.info(
+                "IMAP %s / %s : %d message(s) lu(s) — %d nouveau(x), %d déjà connu(s), %d doublon(s), "
+                "%d ignoré(s), %d en quarantaine", self.source, self.folder_name, len(uids), counts["new"],
+                counts["known"], counts["duplicate"], counts["ignored"], counts["quarantined"],
+            )
+        return linked
+
+    def _ingest(self, store: Store, folder: Folder, wanted: list[tuple[int, int]]) -> Iterator[tuple[int, list[MessageOutcome]]]:
+        """(uid, outcomes) of each message fetched whole, through ``ingest_message``; a large backlog
+        (first sync of a full mailbox) in worker processes, the fetch of the next messages overlapping."""
+        trust = self.settings.trust()
+        keep = {"retention_days": self.settings.retention_days, "quarantine_max_mb": self.settings.quarantine_max_mb}
+        workers = min(os.cpu_count() or 1, 4)
+        if self._pool is None and len(wanted) >= PARALLEL_MIN and workers > 1:
+            self._pool = ingestpool.start(self.settings.data_dir, workers)  # kept until the backlog is read
+        pool = self._pool
+        if pool is None:
+            for uid, raw in folder.bodies(wanted):
+                if raw is not None:  # None: expunged between the two fetches
+                    yield uid, ingest_message(store, raw, trust, "imap", **keep)
+            return
+        queue: deque[tuple[int, Future[list[MessageOutcome]]]] = deque()
+        for uid, raw in folder.bodies(wanted):
+            if raw is not None:
+                queue.append((uid, ingestpool.submit(pool, raw, trust, "imap", keep)))
+            while len(queue) > 8 * workers:
+                done_uid, future = queue.popleft()
+                yield done_uid, future.result()
+        while queue:
+            done_uid, future = queue.popleft()
+            yield done_uid, future.result()
+
+    def _keywords(self, store: Store, folder: Folder, info: FolderInfo, modseq: int | None, new: list[int]) -> None:
+        valid = info.uidvalidity
+        if info.highestmodseq is not None and modseq is not None:
+            seen = folder.keywords(None, modseq) if info.highestmodseq > modseq else {}
+            if new:
+                seen.update(folder.keywords(new, None))
+        else:
+            seen = folder.keywords(imapstate.linked_uids(store, self.source, self.folder_name, valid), None)
+        states = {uid: (KW_PRINTED in kws, KW_DELIVERED in kws) for uid, kws in seen.items()}
+        applied = imapstate.apply_remote(store, self.source, self.folder_name, valid, states)
+        if info.highestmodseq is not None:
+            imapstate.set_modseq(store, self.source, self.folder_name, info.highestmodseq)
+        for cert_id, what, value in applied:
+            action = {("printed", True): "printed_elsewhere", ("delivered", True): "delivered_elsewhere",
+                      ("delivered", False): "undelivered_elsewhere"}[(what, value)]
+            with self.audit_lock:
+                self.audit.record(action, [cert_id], f"imap:{self.source}")
+        if applied:
+            log.info("IMAP %s / %s : %d changement(s) d'état venu(s) d'un autre poste",
+                     self.source, self.folder_name, len(applied))
+        self._push(store, folder, info)
+
+    def _push(self, store: Store, folder: Folder, info: FolderInfo) -> None:
+        pending = imapstate.take_pending(store, self.source, self.folder_name, info.uidvalidity)
+        if not pending:
+            if imapstate.has_pending(store, self.source, self.folder_name):  # owed to an older UIDVALIDITY
+                imapstate.reset_stale_pending(store, self.source, self.folder_name, info.uidvalidity)
+            return
+        if not info.keywords_allowed:
+            imapstate.drop_pending(store, self.source, self.folder_name, info.uidvalidity)
+            self._status(store, "connecté", error="Le serveur n'accepte pas de mots-clés sur ce dossier : "
+                         "l'état « imprimé / remis » reste propre à ce poste.", code="no_keywords")
+            return
+        # the last value owed per (uid, keyword) wins; writes are grouped by keyword and value
+        final: dict[tuple[int, str], int] = {}
+        for p in pending:
+            final[(p["uid"], p["keyword"])] = p["value"]
+        groups: dict[tuple[str, int], list[int]] = {}
+        for (uid, what), value in final.items():
+            groups.setdefault((what, value), []).append(uid)
+        for (what, value), uids in groups.items():
+            folder.set_keyword(sorted(uids), KEYWORD[what], bool(value))
+        imapstate.done_pending(store, self.source, self.folder_name, info.uidvalidity, pending)
+
+
+class ImapService:
+    """All IMAP folder threads of ``serve``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.audit = Audit(settings.data_dir)
+        self.audit_lock = threading.Lock()
+        self.threads: list[FolderSync] = []
+        for account in settings.imap_sources:
+            folders = list(account.folders)
+            if account.move_processed_to and account.move_processed_to not in folders:
+                folders.append(account.move_processed_to)
+            for folder in folders:
+                self.threads.append(FolderSync(settings, account, folder, self.audit, self.audit_lock, self.stop_event))
+
+    def start(self) -> None:
+        store = Store(self.settings.data_dir)
+        try:
+            imapstate.ensure(store)
+            with store.transaction():  # forget folders no longer configured
+                wanted = {(t.source, t.folder_name) for t in self.threads}
+                for source, folder in store.db.execute("SELECT source, folder FROM imap_status").fetchall():
+                    if (source, folder) not in wanted:
+                        store.db.execute("DELETE FROM imap_status WHERE source = ? AND folder = ?", (source, folder))
+        finally:
+            store.close()
+        for thread in self.threads:
+            thread.start()
+        if self.threads:
+            log.info("IMAP : %d dossier(s) suivi(s)", len(self.threads))
+
+    def stop(self, timeout: float = 15) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        self.audit.close()

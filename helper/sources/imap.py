@@ -1,0 +1,256 @@
+"""IMAP mailboxes as a source: the client side (connection, TLS, login, fetching, keywords).
+
+What happens, step by step (the loop around it is ``helper.service.imapsync``):
+
+1. and 2. :func:`connect` (``helper.sources.imaplogin``): TLS 1.2+, server certificate checked,
+   client certificate (SASL EXTERNAL) or password file, every failure an :class:`ImapError` in French
+   (certificate refused, expired, issued by another authority, server certificate not recognised,
+   login refused, server unreachable; a missing folder is found at step 3);
+3. :class:`Folder` selects one folder and reads, never altering a message: new UIDs after the last
+   one seen; their header fields first (``BODY.PEEK``: nothing is marked read); the whole message
+   only when the headers say it may be a certificate (:func:`may_be_certificate`); the keywords of
+   messages already known (``CHANGEDSINCE`` when the server has CONDSTORE);
+4. the only writes are the keywords ``$SidepImprime`` / ``$SidepRemis`` (only when the folder's
+   PERMANENTFLAGS allow new keywords, ``\\*``) and the optional move to ``move_processed_to``;
+5. :meth:`Folder.wait` waits for news: IDLE where offered (the server tells of new mail or changed
+   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write.
+
+Nothing here logs a credential, a header value or a message: imapclient's own loggers are silenced.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from helper.parse.mime import decode_rfc2047, split_headers
+from helper.sources.imaplogin import Account, ImapError, connect
+from helper.sources.imaplogin import clean as _clean
+
+__all__ = ["Account", "Folder", "FolderInfo", "ImapError", "connect", "may_be_certificate", "message_id"]
+
+KW_PRINTED = "$SidepImprime"
+KW_DELIVERED = "$SidepRemis"
+HEADER_FIELDS = b"BODY.PEEK[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID CONTENT-TYPE)]"
+HEADER_KEY = b"BODY[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID CONTENT-TYPE)]"
+#: Messages fetched whole per round trip (and at most this many bytes announced by RFC822.SIZE).
+BODY_BATCH = 100
+BODY_BATCH_BYTES = 16 * 1024 * 1024
+HEADER_BATCH = 500
+
+
+# --- one folder -------------------------------------------------------------------------------------
+
+@dataclass
+class FolderInfo:
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    highestmodseq: int | None
+    keywords_allowed: bool
+
+
+class Folder:
+    """One selected folder on a logged-in connection."""
+
+    def __init__(self, client: IMAPClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.condstore = client.has_capability("CONDSTORE")
+        self.idle_ok = client.has_capability("IDLE")
+        self.move_ok = client.has_capability("MOVE")
+        self.info: FolderInfo | None = None
+        if self.condstore:
+            try:
+                client.enable("CONDSTORE")
+            except IMAPClientError:
+                self.condstore = False
+
+    def select(self) -> FolderInfo:
+        try:
+            data = self.client.select_folder(self.name)
+        except IMAPClientError as exc:
+            text = _clean(exc)
+            if re.search(r"NONEXISTENT|doesn.t exist|not exist|unknown mailbox|introuvable", text, re.I):
+                raise ImapError("folder_missing", f"Dossier « {_clean(self.name, 80)} » introuvable sur le serveur.") from exc
+            raise
+        flags = data.get(b"PERMANENTFLAGS", ())
+        modseq = data.get(b"HIGHESTMODSEQ")
+        self.info = FolderInfo(
+            uidvalidity=int(data[b"UIDVALIDITY"]),
+            uidnext=int(data.get(b"UIDNEXT", 0) or 0),
+            exists=int(data.get(b"EXISTS", 0) or 0),
+            highestmodseq=int(modseq) if modseq is not None and self.condstore else None,
+            keywords_allowed=b"\\*" in flags,
+        )
+        return self.info
+
+    def new_uids(self, after: int) -> list[int]:
+        """UIDs above ``after``, ascending (``n:*`` also answers the last message: filtered)."""
+        if self.info is not None and self.info.uidnext and self.info.uidnext <= after + 1:
+            return []
+        return sorted(u for u in self.client.search(["UID", f"{after + 1}:*"]) if u > after)
+
+    def headers(self, uids: list[int]) -> Iterator[tuple[int, int, bytes]]:
+        """(uid, size, header bytes) for each message still there."""
+        for chunk in _chunks(uids, HEADER_BATCH):
+            data = self.client.fetch(chunk, [HEADER_FIELDS, b"RFC822.SIZE"])
+            for uid in chunk:
+                item = data.get(uid)
+                if item is None:
+                    continue  # expunged meanwhile
+                yield uid, int(item.get(b"RFC822.SIZE", 0)), bytes(item.get(HEADER_KEY) or b"")
+
+    def bodies(self, uids: list[tuple[int, int]]) -> Iterator[tuple[int, bytes | None]]:
+        """(uid, whole message) for (uid, size) pairs, fetched in batches bounded by count and size."""
+        batch: list[int] = []
+        size = 0
+        for uid, n in uids:
+            batch.append(uid)
+            size += n
+            if len(batch) >= BODY_BATCH or size >= BODY_BATCH_BYTES:
+                yield from self._fetch_bodies(batch)
+                batch, size = [], 0
+        if batch:
+            yield from self._fetch_bodies(batch)
+
+    def _fetch_bodies(self, uids: list[int]) -> Iterator[tuple[int, bytes | None]]:
+        data = self.client.fetch(uids, [b"BODY.PEEK[]"])
+        for uid in uids:
+            item = data.get(uid)
+            yield uid, (bytes(item[b"BODY[]"]) if item is not None and item.get(b"BODY[]") is not None else None)
+
+    def keywords(self, uids: Iterable[int] | None, changed_since: int | None) -> dict[int, set[str]]:
+        """Our keywords on messages: all of ``uids``, or every message changed since a MODSEQ."""
+        out: dict[int, set[str]] = {}
+        if changed_since is not None:
+            pairs: Iterable[tuple[int, Any]] = self._fetch_range("1:*", f"(FLAGS) (CHANGEDSINCE {changed_since})")
+        else:
+            wanted = sorted(set(uids or ()))
+            pairs = []
+            for chunk in _chunks(wanted, 2000):
+                pairs = [*pairs, *self.client.fetch(chunk, [b"FLAGS"]).items()]
+        for uid, item in pairs:
+            flags = {f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in item.get(b"FLAGS", ())}
+            out[uid] = {f for f in flags if f in (KW_PRINTED, KW_DELIVERED)}
+        return out
+
+    def _fetch_range(self, seqset: str, items: str) -> Iterable[tuple[int, Any]]:
+        """``UID FETCH`` over a range (imapclient's ``fetch`` accepts explicit UIDs only)."""
+        from imapclient.response_parser import parse_fetch_response
+
+        imap = self.client._imap  # noqa: SLF001
+        tag = imap._command("UID", "FETCH", seqset, items)  # noqa: SLF001
+        typ, data = imap._command_complete("FETCH", tag)  # noqa: SLF001
+        if typ != "OK":
+            raise IMAPClientError(f"FETCH: {_clean(data)}")
+        typ, data = imap._untagged_response(typ, data, "FETCH")  # noqa: SLF001
+        return parse_fetch_response(data, self.client.normalise_times, True).items()
+
+    def set_keyword(self, uids: list[int], keyword: str, on: bool) -> None:
+        if on:
+            self.client.add_flags(uids, [keyword], silent=True)
+        else:
+            self.client.remove_flags(uids, [keyword], silent=True)
+
+    def _changed_since_select(self) -> bool:
+        """Mail or flags changed while we were reading (a notification may have been consumed)."""
+        if self.info is None:
+            return False
+        items = [b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if self.info.highestmodseq is not None else [])
+        now = self.client.folder_status(self.name, items)
+        if int(now.get(b"UIDNEXT", 0) or 0) > self.info.uidnext:
+            return True
+        modseq = now.get(b"HIGHESTMODSEQ")
+        return modseq is not None and self.info.highestmodseq is not None and int(modseq) > self.info.highestmodseq
+
+    def move(self, uids: list[int], target: str) -> tuple[int, dict[int, int]] | None:
+        """Move to ``target`` with the MOVE command only (never copy-then-delete); None if not offered.
+
+        Returns the target's UIDVALIDITY and {old uid: new uid} from the server's COPYUID answer
+        (UIDPLUS), or (0, {}) when the server does not say."""
+        if not self.move_ok or not uids:
+            return None
+        untagged = self.client._imap.untagged_responses  # noqa: SLF001 - COPYUID comes untagged
+        untagged.pop("OK", None)
+        self.client.move(uids, target)
+        validity, mapping = 0, {}
+        for item in untagged.pop("OK", []) or []:
+            text = item.decode("ascii", "replace") if isinstance(item, bytes) else str(item)
+            m = re.search(r"\[COPYUID (\d{1,10}) ([\d:,]{1,10000}) ([\d:,]{1,10000})\]", text)
+            if m:
+                validity = int(m.group(1))
+                mapping.update(zip(_expand(m.group(2)), _expand(m.group(3)), strict=False))
+        return validity, mapping
+
+    def wait(self, seconds: float, interrupted: Callable[[], bool]) -> None:
+        """Until the server tells of a change (IDLE), ``seconds`` pass, or ``interrupted()`` says so."""
+        deadline = time.monotonic() + seconds
+        if self._changed_since_select():
+            return
+        if not self.idle_ok:
+            while time.monotonic() < deadline and not interrupted():
+                time.sleep(0.2)
+            self.client.noop()
+            return
+        self.client.idle()
+        try:
+            while time.monotonic() < deadline and not interrupted():
+                responses = self.client.idle_check(timeout=0.2)
+                if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE", b"RECENT")
+                       for r in responses):
+                    break
+        finally:
+            self.client.idle_done()
+
+
+def may_be_certificate(header: bytes, trusted: frozenset[str]) -> bool:
+    """Whether the message must be read whole: False only for mail that cannot hold a certificate.
+
+    A superset of what the parser accepts: a multipart or ``message/*`` message (attachments,
+    forwards), a subject with « Certificat de test », or a From line that mentions a trusted
+    address. The trust decision itself is the parser's, on the whole message.
+    """
+    headers, _ = split_headers(header[:65536])
+    ctype = headers.get("content-type", "text/plain").strip().lower()
+    if not ctype.startswith("text/"):
+        return True
+    subject = re.sub(r"\s+", "", decode_rfc2047(headers.get("subject", "")[:4096]).lower())
+    if "certificatdetest" in subject:
+        return True
+    sender = headers.get("from", "")[:4096].lower()
+    return any(address in sender for address in trusted)
+
+
+def message_id(header: bytes) -> str | None:
+    """The Message-ID as the store keeps it (``<…>``), or None."""
+    headers, _ = split_headers(header[:65536])
+    m = re.search(r"<[^<>\s]{1,998}>", headers.get("message-id", "")[:2000])
+    return m.group(0) if m else None
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, socket.timeout, IMAPClientError, ssl.SSLError, EOFError))
+
+
+def _expand(seqset: str) -> list[int]:
+    """``1:3,7`` → [1, 2, 3, 7] (ranges in the order given)."""
+    out: list[int] = []
+    for part in seqset.split(","):
+        lo, _, hi = part.partition(":")
+        a, b = int(lo), int(hi or lo)
+        out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
+    return out
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,406 @@
+"""A private Dovecot IMAP server with TLS and client-certificate login, for the IMAP source tests.
+
+``start_dovecot(pki)`` does, in a new temporary folder:
+
+1. a test PKI made with ``openssl`` at run time (:func:`make_pki`): a CA, a server certificate for
+   127.0.0.1/localhost, a good client certificate (CN = the mailbox user), one issued by another CA and
+   one from the right CA that expired in 2020 (``openssl ca`` with explicit start and end dates);
+2. ``dovecot -F -c <root>/dovecot.conf`` listening on 127.0.0.1 only: one port for IMAP + STARTTLS and
+   one for implicit TLS (IMAPS), TLS 1.2 at least, ``ssl_verify_client_cert = yes``. With
+   ``client_cert=True`` the user logs in with the certificate alone (SASL EXTERNAL, or PLAIN with the
+   name taken from the certificate: ``auth_ssl_username_from_cert``, ``auth_ssl_require_client_cert``);
+   with ``client_cert=False`` by user and password;
+3. one user whose Maildir lives in the folder and belongs to the system user ``mail``.
+
+Mail goes in with :meth:`Dovecot.append` (IMAP APPEND over the loopback, as a second client would) or
+:meth:`Dovecot.deliver` (``dovecot-lda``, as the MTA would). :meth:`Dovecot.dump` lists every message
+of a folder with its flags and a hash of its bytes, to prove the helper changed nothing but keywords.
+:meth:`Dovecot.restart` stops and starts the server on the same ports; :meth:`Dovecot.new_uidvalidity`
+gives a folder a new UIDVALIDITY (``doveadm mailbox update``). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import imaplib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOVECOT = Path("/usr/sbin/dovecot")
+DOVEADM = Path("/usr/bin/doveadm")
+LDA = Path("/usr/lib/dovecot/dovecot-lda")
+MAIL_USER = "mail"
+USER = "bal.sidep@labo.mssante.fr"
+TIMEOUT = 30
+
+CONF = """\
+# private test instance (tests/dovecot.py): loopback only
+protocols = imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = sidep-imap-test-{port}
+log_path = {root}/logs/dovecot.log
+info_log_path = {root}/logs/dovecot.log
+ssl = required
+ssl_cert = <{pki}/server.crt
+ssl_key = <{pki}/server.key
+ssl_ca = <{pki}/ca/ca.crt
+ssl_min_protocol = TLSv1.2
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+ssl_cert_username_field = commonName
+auth_ssl_username_from_cert = {from_cert}
+auth_ssl_require_client_cert = {from_cert}
+auth_mechanisms = {mechanisms}
+disable_plaintext_auth = yes
+auth_verbose = yes
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+first_valid_gid = {gid}
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 100
+mailbox_idle_check_interval = 1 secs
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+{nopassword}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {root}/passwd
+}}
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+protocol lda {{
+  postmaster_address = postmaster@labo.mssante.fr
+}}
+"""
+
+CA_CONF = """\
+[ ca ]
+default_ca = test_ca
+[ test_ca ]
+dir = {dir}
+database = {dir}/index.txt
+new_certs_dir = {dir}/newcerts
+serial = {dir}/serial
+default_md = sha256
+policy = any
+copy_extensions = copy
+[ any ]
+commonName = supplied
+"""
+
+
+class DovecotError(RuntimeError):
+    pass
+
+
+def _mailbox(name: str) -> str:
+    """A folder name as imaplib must send it: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    import base64
+
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).decode("ascii")
+            out.append("&" + encoded.rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _openssl(*args: str, cwd: Path | None = None) -> None:
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
+                          check=False, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise DovecotError(f"openssl {' '.join(args)} failed: {proc.stderr}")
+
+
+def _make_ca(directory: Path, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={name}",
+             "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.crt"))
+
+
+def _issue(ca: Path, out: Path, cn: str, *, san: str = "", start: str = "", end: str = "") -> None:
+    """A key and certificate ``out``.key / ``out``.crt signed by the CA in ``ca``."""
+    key, csr, crt = out.with_suffix(".key"), out.with_suffix(".csr"), out.with_suffix(".crt")
+    extra = ["-addext", f"subjectAltName={san}"] if san else []
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr),
+             *extra)
+    if start:
+        db = ca / "db"
+        (db / "newcerts").mkdir(parents=True, exist_ok=True)
+        (db / "index.txt").touch()
+        if not (db / "serial").exists():
+            (db / "serial").write_text("1000\n")
+        (db / "ca.cnf").write_text(CA_CONF.format(dir=db))
+        _openssl("ca", "-batch", "-config", str(db / "ca.cnf"), "-cert", str(ca / "ca.crt"), "-keyfile",
+                 str(ca / "ca.key"), "-startdate", start, "-enddate", end, "-notext", "-in", str(csr),
+                 "-out", str(crt))
+    else:
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
+                 "-CAcreateserial", "-days", "30", "-copy_extensions", "copy", "-out", str(crt))
+    csr.unlink()
+    key.chmod(0o600)
+
+
+@dataclass
+class Pki:
+    dir: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "ca" / "ca.crt"
+
+    def client(self, which: str = "good") -> tuple[Path, Path]:
+        """(certificate, key) of ``good``, ``other`` (another CA) or ``expired``."""
+        return self.dir / f"client-{which}.crt", self.dir / f"client-{which}.key"
+
+    @property
+    def other_ca(self) -> Path:
+        return self.dir / "other" / "ca.crt"
+
+
+def make_pki(directory: Path, user: str = USER) -> Pki:
+    """CA, server certificate (127.0.0.1, localhost), good / other-CA / expired client certificates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, other = directory / "ca", directory / "other"
+    _make_ca(ca, "Autorite de test SI-DEP")
+    _make_ca(other, "Autre autorite")
+    _issue(ca, directory / "server", "localhost", san="IP:127.0.0.1,DNS:localhost")
+    _issue(ca, directory / "client-good", user)
+    _issue(other, directory / "client-other", user)
+    _issue(ca, directory / "client-expired", user, start="20200101000000Z", end="20200201000000Z")
+    for path in (directory / "server.key", directory / "server.crt", ca / "ca.crt"):
+        path.chmod(0o644)  # read by Dovecot's processes
+    return Pki(directory)
+
+
+def _greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            return s.recv(64).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+@dataclass
+class Dovecot:
+    root: Path
+    pki: Pki
+    client_cert: bool
+    user: str = USER
+    password: str = "mot-de-passe-de-test"
+    port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    @property
+    def maildir(self) -> Path:
+        return self.root / "mail" / self.user / "Maildir"
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ, LC_ALL="C", PATH=os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin")
+
+    def write_config(self) -> None:
+        mail_pw = pwd.getpwnam(MAIL_USER)
+        for sub in ("state", "logs", "mail"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        home = self.root / "mail" / self.user
+        home.mkdir(parents=True, exist_ok=True)
+        for path in (self.root / "mail", home):
+            os.chown(path, mail_pw.pw_uid, mail_pw.pw_gid)
+        passwd = self.root / "passwd"
+        secret = "" if self.client_cert else f"{{PLAIN}}{self.password}"
+        passwd.write_text(f"{self.user}:{secret}:{mail_pw.pw_uid}:{mail_pw.pw_gid}::{home}::\n")
+        passwd.chmod(0o640)
+        os.chown(passwd, 0, pwd.getpwnam("dovecot").pw_gid)
+        self.conf.write_text(CONF.format(
+            root=self.root, pki=self.pki.dir, port=self.port, tls_port=self.tls_port, uid=mail_pw.pw_uid,
+            gid=mail_pw.pw_gid, from_cert="yes" if self.client_cert else "no",
+            mechanisms="external plain" if self.client_cert else "plain login",
+            nopassword="  override_fields = nopassword=y" if self.client_cert else "",
+        ))
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(DOVECOT), "-F", "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "logs" / "dovecot.stderr", "ab"), env=self._env(),  # noqa: SIM115
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while not _greets(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise DovecotError(f"dovecot did not start (exit {self.proc.poll()})\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self, pause: float = 0.0) -> None:
+        self.stop()
+        time.sleep(pause)
+        self.start()
+
+    def log(self, lines: int = 40) -> str:
+        try:
+            text = (self.root / "logs" / "dovecot.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- a second client: what an MTA or another mail program would do --------------------------------
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca))
+        if self.client_cert:
+            cert, key = self.pki.client("good")
+            ctx.load_cert_chain(str(cert), str(key))
+        return ctx
+
+    @contextlib.contextmanager
+    def imap(self) -> imaplib.IMAP4_SSL:
+        conn = imaplib.IMAP4_SSL("127.0.0.1", self.tls_port, ssl_context=self.client_context(), timeout=TIMEOUT)
+        try:
+            if self.client_cert:
+                conn.authenticate("EXTERNAL", lambda _: b"")
+            else:
+                conn.login(self.user, self.password)
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.logout()
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> int:
+        with self.imap() as conn:
+            typ, data = conn.append(_mailbox(folder), "", None, raw)
+            if typ != "OK":
+                raise DovecotError(f"APPEND refused: {data}")
+            text = data[0].decode() if data and data[0] else ""
+            # [APPENDUID <uidvalidity> <uid>]
+            return int(text.split("APPENDUID", 1)[1].split()[1].rstrip("]")) if "APPENDUID" in text else 0
+
+    def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
+        """Local delivery with ``dovecot-lda`` (started as root, it becomes the mailbox owner)."""
+        proc = subprocess.run(
+            [str(LDA), "-c", str(self.conf), "-d", self.user, "-m", folder], input=raw, capture_output=True,
+            timeout=TIMEOUT, check=False, env=self._env(),
+        )
+        if proc.returncode != 0:
+            raise DovecotError(f"dovecot-lda failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+
+    def create_folder(self, folder: str) -> None:
+        with self.imap() as conn:
+            conn.create(_mailbox(folder))
+
+    def dump(self, folder: str = "INBOX") -> dict[int, tuple[tuple[str, ...], str]]:
+        """{uid: (flags without \\Recent, sha256 of the message bytes)} read with EXAMINE (changes nothing)."""
+        out: dict[int, tuple[tuple[str, ...], str]] = {}
+        with self.imap() as conn:
+            conn.select(_mailbox(folder), readonly=True)
+            typ, data = conn.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                head, body = item
+                text = head.decode()
+                uid = int(text.split("UID ", 1)[1].split()[0].rstrip(")"))
+                flags = text.split("FLAGS (", 1)[1].split(")", 1)[0].split()
+                out[uid] = (tuple(sorted(f for f in flags if f != "\\Recent")), hashlib.sha256(body).hexdigest())
+        return out
+
+    def flags(self, folder: str = "INBOX") -> dict[int, set[str]]:
+        return {uid: set(flags) for uid, (flags, _) in self.dump(folder).items()}
+
+    def store_flags(self, uid: int, flags: str, add: bool = True, folder: str = "INBOX") -> None:
+        with self.imap() as conn:
+            conn.select(_mailbox(folder))
+            conn.uid("STORE", str(uid), "+FLAGS" if add else "-FLAGS", f"({flags})")
+
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        with self.imap() as conn:
+            typ, data = conn.status(_mailbox(folder), "(UIDVALIDITY)")
+            return int(data[0].decode().split("UIDVALIDITY", 1)[1].strip(" )"))
+
+    def new_uidvalidity(self, folder: str = "INBOX") -> int:
+        """Give ``folder`` a new UIDVALIDITY, as a restored or rebuilt mailbox would have."""
+        new = self.uidvalidity(folder) + 1000
+        proc = subprocess.run(
+            [str(DOVEADM), "-c", str(self.conf), "mailbox", "update", "-u", self.user, "--uid-validity", str(new),
+             folder], capture_output=True, text=True, timeout=TIMEOUT, check=False, env=self._env(),
+        )
+        if proc.returncode != 0:
+            raise DovecotError(f"doveadm mailbox update failed: {proc.stderr}")
+        return new
+
+
+def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Dovecot:
+    """A running private Dovecot in a new temporary folder (:meth:`Dovecot.stop` removes it).
+
+    The folder is made under the system temporary directory with mode 0755 (Dovecot's unprivileged
+    processes must reach the passwd file and the mail; pytest's own folders are 0700)."""
+    if not DOVECOT.exists():
+        raise DovecotError("dovecot is not installed (apt-get install dovecot-imapd)")
+    root = Path(tempfile.mkdtemp(prefix="sidep-imap-"))
+    os.chmod(root, 0o755)
+    server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert)
+    server.write_config()
+    server.start()
+    return server
