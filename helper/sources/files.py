@@ -182,11 +182,7 @@ def mbox_messages(path: str, offset: int = 0) -> Iterator[MboxMessage]:
         if size <= offset:
             return
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            starts = [m.start() for m in _separators(mm, offset, size)]
-            if not starts or starts[0] != offset:
-                starts.insert(0, offset)
-            for i, start in enumerate(starts):
-                end = starts[i + 1] if i + 1 < len(starts) else size
+            for start, end in _spans(_message_starts(mm, offset, size), size):
                 yield MboxMessage(start, end, _message_bytes(mm[start:end]))
 
 
@@ -198,9 +194,19 @@ def mbox_spans(path: str, offset: int = 0) -> Iterator[tuple[int, int]]:
         if size <= offset:
             return
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            starts = [m.start() for m in _separators(mm, offset, size)]
+            starts = _message_starts(mm, offset, size)
+    yield from _spans(starts, size)
+
+
+def _message_starts(mm: mmap.mmap, offset: int, size: int) -> list[int]:
+    """Where each message begins, from ``offset`` (always the first)."""
+    starts = [m.start() for m in _separators(mm, offset, size)]
     if not starts or starts[0] != offset:
         starts.insert(0, offset)
+    return starts
+
+
+def _spans(starts: list[int], size: int) -> Iterator[tuple[int, int]]:
     for i, start in enumerate(starts):
         yield start, starts[i + 1] if i + 1 < len(starts) else size
 
