@@ -17,7 +17,8 @@ from pathlib import Path
 
 from helper.index.budget import parse_budget, parse_within_budget
 from helper.index.store import BlobStore, FileState, Store
-from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
+from helper.parse.message import Outcome, ParseConfig, parse_message
+from helper.parse.pdfcert import certificate_from_pdf
 from helper.parse.trust import RECHECK_REASONS, TrustPolicy
 from helper.sources.files import (
     EML,
@@ -109,7 +110,7 @@ def process_item(item: Item) -> Result:
             if len(data) > MAX_READ:
                 return Result(item, [Outcome("quarantined", reason="too_large", detail=f"fichier > {MAX_READ} octets")])
         if item.kind == PDF:
-            outcomes = [_pdf_outcome(item.path, data)]
+            outcomes = [_pdf_outcome(item.path, data, _worker_config.trust)]
         else:
             outcomes = parse_message(data, _worker_config)
     except OSError as exc:
@@ -131,14 +132,16 @@ def _certificate_pdf_name(path: str) -> bool:
     return sidep.FILENAME_RE.match(os.path.basename(path)) is not None
 
 
-def _pdf_outcome(path: str, data: bytes) -> Outcome:
+def _pdf_outcome(path: str, data: bytes, policy: TrustPolicy) -> Outcome:
     from helper.parse.pdftext import extract
 
     name = os.path.basename(path)
     if not _certificate_pdf_name(path):
         return Outcome("ignored")
-    info = extract(data) if data.startswith(b"%PDF-") else None
-    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None)
+    verify = policy.verify_barcodes
+    info = extract(data, barcodes=verify, trust_list=policy.barcode_trust_list) if data.startswith(b"%PDF-") else None
+    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None,
+                                policy=policy, barcodes=info.barcodes if info else None)
 
 
 # --- main side ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the parser is not needed to read the index (keeps `search` 
     from helper.parse.message import Certificate
 
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ID_SHIFT = 16  # ids per sampling minute
 TYPO_MIN_TOKEN = 3
 
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS certificates (
     superseded INTEGER NOT NULL DEFAULT 0,
     warnings TEXT NOT NULL DEFAULT '[]',
     raw TEXT NOT NULL DEFAULT '{}',
+    verification TEXT,
     added_at TEXT NOT NULL,
     printed_at TEXT,
     print_count INTEGER NOT NULL DEFAULT 0,
@@ -103,7 +104,7 @@ PUBLIC_FIELDS = (
     "id", "site_finess", "dossier", "last_name", "first_name", "sex", "birth_date", "ins",
     "analysis_code", "analysis_label", "sampled_at", "integrated_at", "result", "outcome",
     "message_id", "source", "superseded", "warnings", "pdf_only", "pdf_sha256", "raw",
-    "printed_at", "print_count", "delivered_at", "delivered_by",
+    "printed_at", "print_count", "delivered_at", "delivered_by", "verification",
 )
 
 
@@ -240,6 +241,10 @@ class Store:
                     self.db.execute("INSERT INTO vocab (token) SELECT token FROM vocab_old")
                     self.db.execute("DROP TABLE vocab_old")
                 self.db.execute("DROP TABLE IF EXISTS vocab_deletes")
+            if found < 3:
+                # v3: the barcode verification (helper/parse/verify.py), JSON; NULL = not checked.
+                if "verification" not in {r[1] for r in self.db.execute("PRAGMA table_info(certificates)")}:
+                    self.db.execute("ALTER TABLE certificates ADD COLUMN verification TEXT")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -330,6 +335,7 @@ class Store:
             "pdf_size": cert.pdf_size,
             "warnings": json.dumps(cert.warnings, ensure_ascii=False),
             "raw": json.dumps(cert.raw, ensure_ascii=False),
+            "verification": json.dumps(cert.verification, ensure_ascii=False) if cert.verification else None,
         }
 
     def _replace(self, cert_id: int, cert: Certificate, source: str, source_path: str | None) -> None:
@@ -552,6 +558,7 @@ def public(row: sqlite3.Row) -> dict[str, Any]:
     out["pdf_only"] = bool(out["pdf_only"])
     out["warnings"] = json.loads(out["warnings"])
     out["raw"] = json.loads(out["raw"])
+    out["verification"] = json.loads(out["verification"]) if out["verification"] else None
     return out
 
 
