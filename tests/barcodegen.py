@@ -20,8 +20,7 @@ import zxingcpp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
-from tests.mailgen import CertSpec, _pdf_string, pdf_text_lines
+from mailgen import CertSpec, _pdf_string, pdf_text_lines
 
 GS, US = "\x1d", "\x1f"
 _ICAO = str.maketrans({"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "Œ": "OE", "Æ": "AE"})
@@ -156,15 +155,17 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
         content.append(_pdf_string(line) + b" Tj T*\n")
     content.append(b"ET\n")
     xobjects = []
-    x = 330
+    tops = {110: 620, 220: 620}  # one column of Data Matrix codes, one of QR codes, below the text
     for i, (w, h, pixels, side) in enumerate(images):
+        x = 40 if side == 110 else 330
+        y = tops[side] - side
+        tops[side] = y - 20
         num = len(objs) + 1
         data = zlib.compress(pixels)
         objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
                     b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
                     % (w, h, len(data), data))
         xobjects.append(b"/Im%d %d 0 R" % (i, num))
-        y = 620 if i == 0 else 60
         content.append(b"q %d 0 0 %d %d %d cm /Im%d Do Q\n" % (side, side * h // w, x, y, i))
     stream = b"".join(content)
     objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))

@@ -553,7 +553,8 @@ class Store:
 
 def public(row: sqlite3.Row) -> dict[str, Any]:
     """The public JSON object of a certificate row (the search contract)."""
-    out = {k: row[k] for k in PUBLIC_FIELDS}
+    keys = row.keys()
+    out = {k: row[k] if k in keys else None for k in PUBLIC_FIELDS}  # an index opened read-only before v3
     out["superseded"] = bool(out["superseded"])
     out["pdf_only"] = bool(out["pdf_only"])
     out["warnings"] = json.loads(out["warnings"])

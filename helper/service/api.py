@@ -300,7 +300,7 @@ async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 async def print_certificate(request: web.Request) -> web.Response:
-    from helper.service import printing
+    from helper.service import printguard, printing
 
     ctx = request.app[CTX]
     body = await _json_body(request)
@@ -310,6 +310,10 @@ async def print_certificate(request: web.Request) -> web.Response:
     data = await ctx.read(lambda s: s.pdf(cert_id)) if cert_id is not None else None
     if data is None or cert_id is None:
         return error(404, "not_found", NOT_FOUND)
+    current = await ctx.read(lambda s: s.get(cert_id))
+    allowed, confirmed = printguard.check(current or {}, body)
+    if not allowed:
+        return error(409, "confirmation_required", printguard.MESSAGE)
     printer = str(body.get("printer") or ctx.settings.printer or "")
     loop = asyncio.get_running_loop()
     try:
@@ -320,7 +324,7 @@ async def print_certificate(request: web.Request) -> web.Response:
         status = 503 if isinstance(exc, printing.NoPrinterError) else 502
         return error(status, "no_printer" if status == 503 else "print_failed", exc.message)
     cert = await ctx.write(lambda s: s.mark_printed(cert_id))
-    ctx.trace("print", [cert_id], _client(request), f"imprimante={used}")
+    ctx.trace("print", [cert_id], _client(request), f"imprimante={used}" + (f" {confirmed}" if confirmed else ""))
     assert cert is not None
     return web.json_response({"certificate": _with_site(ctx.settings, cert), "job": job, "printer": used})
 
