@@ -12,10 +12,11 @@ import datetime
 import json
 import unicodedata
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cbor2
+import mailgen
 import zxingcpp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -189,3 +190,29 @@ def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool =
     dm = [twoddoc(spec, signer, flip=flip)] if signer else []
     qr = [hc1(spec, signer, flip=flip)] if signer and dcc else []
     return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr)
+
+
+def spec_for(seed: int, **kw: object) -> CertSpec:
+    """A certificate whose names need transliteration, sampled in summer (UTC+2 in the DCC)."""
+    import random
+
+    base = {"last_name": "O'LEARY-MÜLLER", "first_name": "Zoé", "sampled_at": datetime.datetime(2021, 6, 21, 9, 41),
+            "integrated_at": datetime.datetime(2021, 6, 21, 15, 2), "result": "NEGATIF", "sex": "F"}
+    base.update(kw)
+    return mailgen.random_spec(random.Random(seed), **base)
+
+
+def verdict_corpus(folder: Path, signer: Signer, stranger: Signer, **kw: object) -> dict[str, CertSpec]:
+    """One certificate per verdict as .eml files in ``folder`` (plus a verified one forwarded by an
+    unknown mailbox: a duplicate of the verified one). ``mismatch``: the mail says sex M."""
+    names = [("verified", "BÉRANGER"), ("mismatch", "D'ALMEIDA"), ("unverifiable", "N'DIAYE"), ("invalid", "LE GALL")]
+    specs = {k: spec_for(i, last_name=name, **kw) for i, (k, name) in enumerate(names, 10)}
+    messages = [
+        mailgen.make_message(specs["verified"], pdf=certificate_pdf(specs["verified"], signer)),
+        mailgen.make_message(replace(specs["mismatch"], sex="M"), pdf=certificate_pdf(specs["mismatch"], signer)),
+        mailgen.make_message(specs["unverifiable"], pdf=certificate_pdf(specs["unverifiable"], stranger)),
+        mailgen.make_message(specs["invalid"], pdf=certificate_pdf(specs["invalid"], signer, flip=True)),
+        mailgen.forward(mailgen.make_message(specs["verified"], pdf=certificate_pdf(specs["verified"], signer))),
+    ]
+    mailgen.write_eml(folder, messages)
+    return specs

@@ -246,18 +246,7 @@ def test_bare_pdf_named_for_someone_else_is_a_mismatch_on_the_file_name(trust_di
 # --- CLI and API ------------------------------------------------------------------------------------
 
 def _corpus(folder: Path) -> dict[str, mailgen.CertSpec]:
-    """One certificate per verdict, as .eml files in ``folder``."""
-    specs = {k: spec_of(i, last_name=name) for i, (k, name) in enumerate(
-        [("verified", "BÉRANGER"), ("mismatch", "D'ALMEIDA"), ("unverifiable", "N'DIAYE"), ("invalid", "LE GALL")], 10)}
-    messages = [
-        mailgen.make_message(specs["verified"], pdf=bg.certificate_pdf(specs["verified"], SIGNER)),
-        mailgen.make_message(replace(specs["mismatch"], sex="M"), pdf=bg.certificate_pdf(specs["mismatch"], SIGNER)),
-        mailgen.make_message(specs["unverifiable"], pdf=bg.certificate_pdf(specs["unverifiable"], STRANGER)),
-        mailgen.make_message(specs["invalid"], pdf=bg.certificate_pdf(specs["invalid"], SIGNER, flip=True)),
-        mailgen.forward(mailgen.make_message(specs["verified"], pdf=bg.certificate_pdf(specs["verified"], SIGNER))),
-    ]
-    mailgen.write_eml(folder, messages)
-    return specs
+    return bg.verdict_corpus(folder, SIGNER, STRANGER)
 
 
 def test_cli_shows_the_verification_in_text_and_json(cli: Cli, tmp_path: Path, trust_dir: Path) -> None:
