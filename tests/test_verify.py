@@ -342,3 +342,22 @@ def test_trust_list_key_names_are_base64url() -> None:
 
     assert TrustList("/nonexistent").key("dcc", "+/+/eHl6") is None
     assert TrustList("/nonexistent").key("2d-doc", "../../etc/passwd") is None
+
+
+def test_the_reader_child_is_replaced_after_a_timeout_or_a_crash(trust_dir: Path) -> None:
+    from helper.parse import pdfworker
+
+    spec = spec_of()
+    pdf = bg.certificate_pdf(spec, SIGNER)
+    assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), timeout=0.001) is None  # over time: killed
+    first = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir))
+    assert first is not None and [b["signature"] for b in first.barcodes] == ["valid", "valid"]
+    pid = pdfworker._child.proc.pid
+    pdfworker._child.proc.kill()  # a crash in a native library
+    pdfworker._child.proc.wait()
+    again = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir))
+    assert again is not None and again.barcodes == first.barcodes and pdfworker._child.proc.pid != pid
+    # A PDF that is no PDF: unreadable, the same child goes on.
+    pid = pdfworker._child.proc.pid
+    assert pdftext.extract(b"%PDF-1.4\n" + bytes(5000), barcodes=True, trust_list=str(trust_dir)).barcodes == []
+    assert pdfworker._child.proc.pid == pid

@@ -4,7 +4,8 @@ pypdf has had many denial-of-service fixes; a hostile or broken PDF must not han
 the helper. Extraction runs in a short-lived child process with an address-space limit
 (POSIX) and a wall-clock timeout; a PDF that exceeds them is kept but not read.
 
-With ``barcodes=True`` the same child also renders the first pages (pypdfium2), reads their
+With ``barcodes=True`` the PDF goes instead to a long-lived child with the same limits
+(:mod:`helper.parse.pdfworker`), which also renders the first pages (pypdfium2), reads their
 Data Matrix and QR codes (zxing-cpp) and checks the 2D-DOC and DCC signatures against the trust
 list (:func:`helper.parse.verify.read_barcodes`): a garbage or huge barcode costs at most the
 same bounds, never the service.
@@ -49,11 +50,11 @@ def extract(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMO
     from the ``trust_list`` folder), or None if it cannot be read within the bounds."""
     if len(data) > MAX_PDF_BYTES:
         return None
+    if barcodes:  # rendering needs pypdfium2 and zxing-cpp: a long-lived child saves their start-up
+        from helper.parse.pdfworker import ask
+
+        return _info(ask(data, trust_list or "-", text, timeout=timeout, memory=memory))
     args = [sys.executable, "-m", "helper.parse.pdftext", str(memory)]
-    if barcodes:
-        args.append(trust_list or "-")
-        if not text:
-            args.append("notext")
     try:
         proc = subprocess.run(
             args,
@@ -67,7 +68,15 @@ def extract(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMO
     if proc.returncode != 0:
         return None
     try:
-        out = json.loads(proc.stdout.decode("utf-8", errors="replace"))
+        return _info(json.loads(proc.stdout.decode("utf-8", errors="replace")))
+    except ValueError:
+        return None
+
+
+def _info(out: object) -> PdfInfo | None:
+    if not isinstance(out, dict):
+        return None
+    try:
         text = out["text"]
         found = out.get("barcodes")
         return PdfInfo(text=None if text is None else str(text), created=out.get("created"),
@@ -76,18 +85,31 @@ def extract(data: bytes, *, timeout: float = TIMEOUT_SECONDS, memory: int = MEMO
         return None
 
 
-def _child(memory: int, trust_list: str | None = None, read_text: bool = True) -> int:
+def limit_memory(memory: int) -> None:
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     except (ImportError, ValueError, OSError):  # Windows: the timeout alone bounds us
         pass
+
+
+def _child(memory: int, trust_list: str | None = None, read_text: bool = True) -> int:
+    limit_memory(memory)
+    out = read_pdf(sys.stdin.buffer.read(), trust_list, read_text)
+    if out is None:
+        return 1
+    sys.stdout.write(json.dumps(out))
+    return 0
+
+
+def read_pdf(data: bytes, trust_list: str | None, read_text: bool = True) -> dict | None:
+    """What the child answers: ``text`` (None if unreadable), ``created``, and ``barcodes`` when
+    ``trust_list`` is given (``-`` for an empty list); None when nothing at all could be read."""
     import io
 
     from pypdf import PdfReader
 
-    data = sys.stdin.buffer.read()
     found = _barcodes(data, None if trust_list in (None, "-") else trust_list) if trust_list else None
     text: str | None = None
     reader = None
@@ -101,7 +123,7 @@ def _child(memory: int, trust_list: str | None = None, read_text: bool = True) -
         text = "\n".join(texts)
     except Exception:  # noqa: BLE001 - any pypdf failure means "unreadable"
         if found is None:
-            return 1
+            return None
     created = None
     try:
         when = reader.metadata.creation_date if reader is not None and reader.metadata else None
@@ -109,8 +131,7 @@ def _child(memory: int, trust_list: str | None = None, read_text: bool = True) -
             created = when.replace(tzinfo=None).isoformat(timespec="seconds")  # wall-clock time, as SI-DEP wrote it
     except Exception:  # noqa: BLE001 - a bad date is just no date
         created = None
-    sys.stdout.write(json.dumps({"text": text, "created": created, "barcodes": found}))
-    return 0
+    return {"text": text, "created": created, "barcodes": found}
 
 
 def _barcodes(data: bytes, trust_list: str | None) -> list[dict]:
@@ -145,6 +166,8 @@ def _payloads(data: bytes) -> list[bytes]:
             for found in zxingcpp.read_barcodes(view, formats=formats, try_rotate=False, try_invert=False):
                 if found.valid and found.bytes not in payloads:
                     payloads.append(bytes(found.bytes))
+            if payloads:  # the codes are on one page: do not render the next one
+                break
     except Exception:  # noqa: BLE001 - a page pdfium cannot render has no readable barcode
         return payloads
     return payloads
