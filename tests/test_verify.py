@@ -361,3 +361,19 @@ def test_the_reader_child_is_replaced_after_a_timeout_or_a_crash(trust_dir: Path
     pid = pdfworker._child.proc.pid
     assert pdftext.extract(b"%PDF-1.4\n" + bytes(5000), barcodes=True, trust_list=str(trust_dir)).barcodes == []
     assert pdfworker._child.proc.pid == pid
+
+
+def test_quarantined_forward_is_read_again_when_it_adds_the_key(cli: Cli, tmp_path: Path) -> None:
+    spec = spec_of(30, last_name="KEYLATER")
+    late = bg.Signer.new(ca="FR04", cert="NEW1", kid=b"newkid01")
+    mailgen.write_eml(tmp_path / "eml", [mailgen.forward(mailgen.make_message(spec, pdf=bg.certificate_pdf(spec, late)))])
+    folder = bg.write_trust_list(tmp_path / "liste", SIGNER)
+    cli.write_config(f"barcode_trust_list = {json.dumps(str(folder))}\n")
+    first = cli.ingest(tmp_path / "eml")
+    assert first["new"] == 0 and first["quarantined"] == 1
+    assert "signature non vérifiable" in cli.status()["quarantine"][0]["detail"]
+    assert cli.ingest(tmp_path / "eml")["quarantined"] == 0  # unchanged file, unchanged list: not read again
+    bg.write_trust_list(folder, late)  # IT installs the missing key
+    again = cli.ingest(tmp_path / "eml")
+    assert again["new"] == 1 and cli.status()["quarantined"] == 0
+    assert cli.search("keylater")["results"][0]["verification"]["status"] == "verified"

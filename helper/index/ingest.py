@@ -19,7 +19,7 @@ from helper.index.budget import parse_budget, parse_within_budget
 from helper.index.store import BlobStore, FileState, Store
 from helper.parse.message import Outcome, ParseConfig, parse_message
 from helper.parse.pdfcert import certificate_from_pdf
-from helper.parse.trust import RECHECK_REASONS, TrustPolicy
+from helper.parse.trust import BARCODE_OVERRIDES, RECHECK_REASONS, TrustPolicy
 from helper.sources.files import (
     EML,
     MAILDIR,
@@ -261,17 +261,21 @@ class Ingester:
 
     def _recheck_if_trust_changed(self) -> None:
         """When IT changes the trusted senders or forwarders, files quarantined as ``untrusted_sender``
-        or ``untrusted_forward`` are read again."""
+        or ``untrusted_forward`` are read again; when the barcode trust list changes, also saved PDFs
+        quarantined ``pdf_not_certificate`` or ``pdf_unreadable`` (a new key may verify them)."""
         signatures = dict(zip(("trusted_senders", "trusted_forwarders"), self.trusted.signature(), strict=True))
+        signatures["barcode_trust"] = self.trusted.barcode_signature()  # a new trust list may vouch for more
         previous = {key: self.store.meta(key) for key in signatures}
         if previous == signatures:
             return
         with self.store.transaction():
-            if any(previous[k] is not None and previous[k] != v for k, v in signatures.items()):
-                marks = ", ".join("?" for _ in RECHECK_REASONS)
+            changed = {k for k, v in signatures.items() if previous[k] is not None and previous[k] != v}
+            reasons = (*RECHECK_REASONS, *(BARCODE_OVERRIDES if "barcode_trust" in changed else ()))
+            if changed:
+                marks = ", ".join("?" for _ in reasons)
                 self.store.db.execute(
                     f"DELETE FROM files WHERE path IN (SELECT path FROM quarantine WHERE reason IN ({marks}))",
-                    RECHECK_REASONS,
+                    reasons,
                 )
             for key, value in signatures.items():
                 self.store.set_meta(key, value)

@@ -76,6 +76,24 @@ class TrustPolicy:
         """(senders, forwarders) as stable strings, to notice when IT changes them."""
         return ",".join(sorted(self.senders)), ",".join(sorted(self.forwarders))
 
+    def barcode_signature(self) -> str:
+        """The barcode settings and the trust list's files (names, sizes, times) as one string, to
+        notice when IT updates the list ("" when verification is off)."""
+        if not self.verify_barcodes:
+            return ""
+        import hashlib
+        import os
+
+        entries = [self.barcode_trust_list or ""]
+        for folder, _, files in os.walk(self.barcode_trust_list or os.devnull):
+            for name in sorted(files):
+                try:
+                    st = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                entries.append(f"{os.path.relpath(os.path.join(folder, name), self.barcode_trust_list or '')}:{st.st_size}:{st.st_mtime_ns}")
+        return "on:" + hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "replace")).hexdigest()
+
     def is_forwarder(self, address: str) -> bool:
         return address in self.forwarders or "@" + address.rpartition("@")[2] in self.forwarders
 
