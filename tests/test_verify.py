@@ -377,3 +377,16 @@ def test_quarantined_forward_is_read_again_when_it_adds_the_key(cli: Cli, tmp_pa
     again = cli.ingest(tmp_path / "eml")
     assert again["new"] == 1 and cli.status()["quarantined"] == 0
     assert cli.search("keylater")["results"][0]["verification"]["status"] == "verified"
+
+
+def test_barcode_settings_are_checked(cli: Cli) -> None:
+    cli.write_config("barcode_trust_list = 3\n")
+    proc = cli.run("config", check=False)
+    assert proc.returncode != 0 and "barcode_trust_list" in proc.stderr
+    cli.write_config('verify_barcodes = "oui"\n')
+    proc = cli.run("config", check=False)
+    assert proc.returncode != 0 and "verify_barcodes" in proc.stderr and "true ou false" in proc.stderr
+    cli.write_config("verify_barcodes = false\n")
+    config = cli.json("config")
+    assert config["verify_barcodes"] is False
+    assert config["barcode_trust_list"] == str(cli.home / "liste-de-confiance")  # beside config.toml
