@@ -65,6 +65,15 @@ DEFAULT_CONFIG = f"""\
 # réécrire le contenu. N'ajoutez que des boîtes de votre laboratoire.
 # trusted_forwarders = ["secretariat@labo.mssante.fr", "@labo.mssante.fr"]
 
+# Vérifier les codes-barres signés du certificat PDF (2D-DOC et DCC européen) : signature et
+# concordance avec le courriel. Voir docs/verification.md.
+# verify_barcodes = true
+
+# Dossier de la liste de confiance des codes-barres (clés publiques 2D-DOC et certificats DCC),
+# mis à jour par le service informatique. Par défaut : le dossier « liste-de-confiance » à côté de
+# ce fichier.
+# barcode_trust_list = "C:/ProgramData/sidep-helper/liste-de-confiance"
+
 # Imprimante : nom de la file d'impression ; vide = imprimante par défaut du système.
 # printer = ""
 
@@ -139,6 +148,8 @@ class Settings:
     warnings: list[str] = field(default_factory=list)  # French, for IT
     demo: bool = False  # « serve --demo »: fictitious certificates in their own data directory
     imap_sources: list[ImapSource] = field(default_factory=list)  # [[sources.imap]]
+    verify_barcodes: bool = True
+    barcode_trust_list: Path | None = None  # None: "liste-de-confiance" beside the configuration file
 
     def in_force(self) -> dict[str, Any]:
         """The settings as IT should read them (``sidep-helper config``)."""
@@ -158,7 +169,9 @@ class Settings:
             "allowed_origins": sorted(self.allowed_origins),
             "allow_any_extension_origin": self.allow_any_extension_origin,
             "sites": dict(self.sites),
-            "sources": {"imap": [src.in_force() for src in self.imap_sources]},
+            "sources.imap": [src.in_force() for src in self.imap_sources],
+            "verify_barcodes": self.verify_barcodes,
+            "barcode_trust_list": str(self.trust_list_dir()),
         }
 
     def source_of(self, key: str) -> str:
@@ -169,10 +182,13 @@ class Settings:
         """True when the machine-wide file sets ``key`` (the user cannot change it)."""
         return self.machine_config_file is not None and self.value_files.get(key) == str(self.machine_config_file)
 
+    def trust_list_dir(self) -> Path:
+        return self.barcode_trust_list or self.config_file.parent / "liste-de-confiance"
 
     def trust(self) -> TrustPolicy:
         """The trust settings as the parser applies them (see ``helper/parse/trust.py``)."""
-        return TrustPolicy(senders=self.trusted_senders, forwarders=self.trusted_forwarders)
+        return TrustPolicy(senders=self.trusted_senders, forwarders=self.trusted_forwarders,
+                           verify_barcodes=self.verify_barcodes, barcode_trust_list=str(self.trust_list_dir()))
 
 
 def default_data_dir() -> Path:
@@ -319,7 +335,12 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
         if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
             raise fail("watch", "une liste de dossiers")
         settings.watch = [Path(f).expanduser() for f in folders]
-    for key in ("watch_downloads", "watch_thunderbird", "allow_any_extension_origin"):
+    if "barcode_trust_list" in values:
+        folder = values["barcode_trust_list"]
+        if not isinstance(folder, str) or not folder.strip():
+            raise fail("barcode_trust_list", "un dossier")
+        settings.barcode_trust_list = Path(folder).expanduser()
+    for key in ("watch_downloads", "watch_thunderbird", "allow_any_extension_origin", "verify_barcodes"):
         if key in values:
             if not isinstance(values[key], bool):
                 raise fail(key, "true ou false")

@@ -42,6 +42,7 @@ def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> Non
     found = cli.search("lefevre emi")
     assert found["total"] == 1 and found["results"][0]["id"] == 7
     assert found["results"][0]["delivered_at"] is None and found["results"][0]["print_count"] == 0
+    assert found["results"][0]["verification"] is None  # v3: not checked before the upgrade
     assert cli.search("lefebvre")["results"][0]["match"] == "typo"  # vocabulary carried over
     # New certificates go into the migrated index.
     other = mailgen.random_spec(random.Random(2))
@@ -49,7 +50,9 @@ def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> Non
     assert cli.ingest(tmp_path / "eml")["new"] == 1
     assert cli.search(other.dossier)["total"] == 1
     db = sqlite3.connect(cli.home / "index.sqlite3")
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "4"
     assert db.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 0  # v3: the table exists
+    columns = {r[1] for r in db.execute("PRAGMA table_info(certificates)")}
+    assert "verification" in columns  # v4: the barcode verification column
     assert "prefix = '2 3 4 5 6'" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'certificates_fts'").fetchone()[0]
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'vocab_deletes'").fetchone()[0] == 0

@@ -212,8 +212,24 @@ def format_line(cert: dict[str, Any]) -> str:
     return (
         f"{cert['last_name']} {cert['first_name']} — né(e) le {_fr_date(cert['birth_date'])}, "
         f"sexe {cert['sex'] or '?'} — site {cert['site_finess'] or '?'}, dossier {cert['dossier'] or '?'} — "
-        f"prélevé le {_fr_date(cert['sampled_at'], True)} — {cert['result'] or '?'}{state}  (n° {cert['id']})"
+        f"prélevé le {_fr_date(cert['sampled_at'], True)} — {cert['result'] or '?'}{state}"
+        f"{verification_note(cert.get('verification'))}  (n° {cert['id']})"
     )
+
+
+def verification_note(verification: dict[str, Any] | None) -> str:
+    """The barcode check in one phrase (empty when it was not made)."""
+    if not verification:
+        return ""
+    status = verification.get("status")
+    if status == "verified":
+        return " — code-barres : vérifié"
+    if status == "mismatch":
+        fields = ", ".join(d.get("label", d.get("field", "?")) for d in verification.get("differences", []))
+        return f" — ATTENTION code-barres : ne correspond pas ({fields})"
+    if status == "invalid_signature":
+        return " — ATTENTION code-barres : signature invalide"
+    return " — code-barres : signature non vérifiable"
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,8 +18,9 @@ from helper.index import lifecycle, quarantine
 from helper.index.budget import parse_budget, parse_within_budget
 from helper.index.progress import Progress
 from helper.index.store import BlobStore, FileState, Store
-from helper.parse.message import Outcome, ParseConfig, certificate_from_pdf, parse_message
-from helper.parse.trust import RECHECK_REASONS, TrustPolicy
+from helper.parse.message import Outcome, ParseConfig, parse_message
+from helper.parse.pdfcert import certificate_from_pdf
+from helper.parse.trust import BARCODE_OVERRIDES, RECHECK_REASONS, TrustPolicy
 from helper.sources.files import (
     EML,
     MAILDIR,
@@ -120,7 +121,7 @@ def process_item(item: Item) -> Result:
             if len(data) > MAX_READ:
                 return Result(item, [Outcome("quarantined", reason="too_large", detail=f"fichier > {MAX_READ} octets")])
         if item.kind == PDF:
-            outcomes = [_pdf_outcome(item.path, data)]
+            outcomes = [_pdf_outcome(item.path, data, _worker_config.trust)]
         else:
             outcomes = parse_message(data, _worker_config)
     except OSError as exc:
@@ -143,14 +144,16 @@ def _certificate_pdf_name(path: str) -> bool:
     return sidep.FILENAME_RE.match(os.path.basename(path)) is not None
 
 
-def _pdf_outcome(path: str, data: bytes) -> Outcome:
+def _pdf_outcome(path: str, data: bytes, policy: TrustPolicy) -> Outcome:
     from helper.parse.pdftext import extract
 
     name = os.path.basename(path)
     if not _certificate_pdf_name(path):
         return Outcome("ignored")
-    info = extract(data) if data.startswith(b"%PDF-") else None
-    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None)
+    verify = policy.verify_barcodes
+    info = extract(data, barcodes=verify, trust_list=policy.barcode_trust_list) if data.startswith(b"%PDF-") else None
+    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None,
+                                policy=policy, barcodes=info.barcodes if info else None)
 
 
 # --- main side ---------------------------------------------------------------------------------
@@ -241,17 +244,21 @@ class Ingester:
 
     def _recheck_if_trust_changed(self) -> None:
         """When IT changes the trusted senders or forwarders, files quarantined as ``untrusted_sender``
-        or ``untrusted_forward`` are read again."""
+        or ``untrusted_forward`` are read again; when the barcode trust list changes, also saved PDFs
+        quarantined ``pdf_not_certificate`` or ``pdf_unreadable`` (a new key may verify them)."""
         signatures = dict(zip(("trusted_senders", "trusted_forwarders"), self.trusted.signature(), strict=True))
+        signatures["barcode_trust"] = self.trusted.barcode_signature()  # a new trust list may vouch for more
         previous = {key: self.store.meta(key) for key in signatures}
         if previous == signatures:
             return
         with self.store.transaction():
-            if any(previous[k] is not None and previous[k] != v for k, v in signatures.items()):
-                marks = ", ".join("?" for _ in RECHECK_REASONS)
+            changed = {k for k, v in signatures.items() if previous[k] is not None and previous[k] != v}
+            reasons = (*RECHECK_REASONS, *(BARCODE_OVERRIDES if "barcode_trust" in changed else ()))
+            if changed:
+                marks = ", ".join("?" for _ in reasons)
                 self.store.db.execute(
                     f"DELETE FROM files WHERE path IN (SELECT path FROM quarantine WHERE reason IN ({marks}))",
-                    RECHECK_REASONS,
+                    reasons,
                 )
             for key, value in signatures.items():
                 self.store.set_meta(key, value)

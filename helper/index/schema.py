@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 DB_NAME = "index.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 FTS_TABLE = """CREATE VIRTUAL TABLE IF NOT EXISTS certificates_fts USING fts5 (
     names, site, dossier, birth, ins,
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS certificates (
     superseded INTEGER NOT NULL DEFAULT 0,
     warnings TEXT NOT NULL DEFAULT '[]',
     raw TEXT NOT NULL DEFAULT '{}',
+    verification TEXT,
     added_at TEXT NOT NULL,
     printed_at TEXT,
     print_count INTEGER NOT NULL DEFAULT 0,
@@ -121,4 +122,8 @@ def migrate(db: sqlite3.Connection, found: int) -> None:
             db.execute("DROP TABLE vocab_old")
         db.execute("DROP TABLE IF EXISTS vocab_deletes")
     # v3: the tombstones and pdf_removals tables, made by ``create`` above (nothing to convert).
+    if found < 4:
+        # v4: the barcode verification (helper/parse/verify.py), JSON; NULL = not checked.
+        if "verification" not in {r[1] for r in db.execute("PRAGMA table_info(certificates)")}:
+            db.execute("ALTER TABLE certificates ADD COLUMN verification TEXT")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -40,7 +40,7 @@ PUBLIC_FIELDS = (
     "id", "site_finess", "dossier", "last_name", "first_name", "sex", "birth_date", "ins",
     "analysis_code", "analysis_label", "sampled_at", "integrated_at", "result", "outcome",
     "message_id", "source", "superseded", "warnings", "pdf_only", "pdf_sha256", "raw",
-    "printed_at", "print_count", "delivered_at", "delivered_by",
+    "printed_at", "print_count", "delivered_at", "delivered_by", "verification",
 )
 
 
@@ -193,6 +193,7 @@ class Store:
             "pdf_size": cert.pdf_size,
             "warnings": json.dumps(cert.warnings, ensure_ascii=False),
             "raw": json.dumps(cert.raw, ensure_ascii=False),
+            "verification": json.dumps(cert.verification, ensure_ascii=False) if cert.verification else None,
         }
 
     def _replace(self, cert_id: int, cert: Certificate, source: str, source_path: str | None) -> None:
@@ -389,11 +390,13 @@ class Store:
 
 def public(row: sqlite3.Row) -> dict[str, Any]:
     """The public JSON object of a certificate row (the search contract)."""
-    out = {k: row[k] for k in PUBLIC_FIELDS}
+    keys = row.keys()
+    out = {k: row[k] if k in keys else None for k in PUBLIC_FIELDS}  # an index opened read-only before v3
     out["superseded"] = bool(out["superseded"])
     out["pdf_only"] = bool(out["pdf_only"])
     out["warnings"] = json.loads(out["warnings"])
     out["raw"] = json.loads(out["raw"])
+    out["verification"] = json.loads(out["verification"]) if out["verification"] else None
     return out
 
 

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from helper.parse import sidep, trust
+from helper.parse import sidep, trust, verify
 from helper.parse.identifiers import finess_check, ins_check, normalize_finess, normalize_ins
 from helper.parse.mime import MimeError, Part, address_of, decode_rfc2047, parse, split_headers
 from helper.parse.text import (
@@ -82,6 +82,7 @@ class Certificate:
     pdf: bytes | None = field(default=None, repr=False)
     pdf_sha256: str | None = None
     pdf_size: int | None = None
+    verification: dict | None = None  # see helper.parse.verify.cross_check; None when not checked
 
     def attach_pdf(self, data: bytes) -> None:
         self.pdf = data
@@ -145,11 +146,11 @@ def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], c
             fields = None
     if sidep.is_certificate_subject(subject) or fields is not None:
         verdict = trust.judge(from_fields, forwarded_by, config.trust)
-        if not verdict.trusted:
+        if not verdict.trusted and (message.truncated or not trust.may_be_vouched(verdict, config.trust)):
             return [Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)]
         if message.truncated:
             return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
-        return [_certificate_outcome(message, subject, fields)]
+        return [checked(_certificate_outcome(message, subject, fields), verdict, config.trust)]
     found: list[Outcome] = []
     # Own parts only: a message attached inside an attached message is reached through its
     # enclosing one, so that every forwarder in the chain is judged.
@@ -157,6 +158,23 @@ def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], c
         if part.content_type == "message/rfc822" and part.children:
             found.extend(_certificates_in(part.children[0], part.payload(), [*forwarded_by, from_fields], config))
     return found
+
+
+def checked(outcome: Outcome, verdict: trust.Verdict, policy: trust.TrustPolicy,
+            found: list[dict] | None | bool = False, also: dict[str, str] | None = None) -> Outcome:
+    """Trust step 5 (:func:`trust.with_barcode`): read the PDF's barcodes (unless ``found`` already
+    holds them, None when the PDF was unreadable), record the verification with the certificate,
+    and decide."""
+    cert = outcome.certificate
+    if cert is not None and policy.verify_barcodes:
+        if found is False:
+            found = verify.barcodes_of(cert.pdf, policy.barcode_trust_list) if cert.pdf is not None else None
+        cert.verification = verify.cross_check(cert, found if isinstance(found, list) else None, also)
+        cert.raw.update(verify.raw_payloads(found))
+    verdict = trust.with_barcode(verdict, cert.verification if cert is not None else None)
+    if not verdict.trusted:
+        return Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)
+    return outcome
 
 
 def _worth_reading(raw: bytes, headers: dict[str, str], config: ParseConfig, from_fields: list[str] | None = None) -> bool:
@@ -352,47 +370,3 @@ def _mail_date(value: str) -> str | None:
         return parsedate_to_datetime(value).isoformat(timespec="seconds") if value else None
     except (TypeError, ValueError, IndexError):
         return None
-
-
-# --- bare PDFs saved from the webmail --------------------------------------------------------------
-
-def certificate_from_pdf(file_name: str, data: bytes, text: str | None, created: str | None = None) -> Outcome:
-    """A certificate PDF saved alone: identity from its file name, the rest from its text.
-
-    ``text`` is the PDF's extracted text, or None when it could not be read within bounds. The
-    text must confirm the file name (:func:`trust.judge_pdf`); otherwise the file is quarantined.
-    ``created`` (the PDF's creation date, i.e. when SI-DEP produced it) stands for the integration
-    date the PDF does not print, so that a re-issue saved as a PDF is not taken for the older certificate.
-    """
-    m = sidep.FILENAME_RE.match(file_name)
-    if not m:
-        return Outcome("ignored")
-    if not data.startswith(PDF_MAGIC):
-        return Outcome("quarantined", reason="pdf_invalid", detail="le fichier n'est pas un PDF")
-    parts = m.groupdict()
-    fields = _body_fields(text) if text is not None else None
-    verdict = trust.judge_pdf(parts, fields, text or "")
-    if not verdict.trusted or fields is None:
-        return Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)
-    cert = Certificate(
-        site_finess=normalize_finess(parts["finess"]),
-        dossier=parts["dossier"],
-        last_name=parts["last_name"].replace("_", " ").strip(),
-        first_name=parts["first_name"].strip(),
-        pdf_only=True,
-        raw={"file_name": file_name, **{f"pdf.{k}": v for k, v in fields.items()}},
-    )
-    for name in ("last_name", "first_name"):
-        if fields.get(name) and not same_name(fields[name], getattr(cert, name)):
-            cert.warnings.append(f"filename_pdf_mismatch:{name}")
-        if fields.get(name):
-            setattr(cert, name, fields[name])
-    fields.pop("finess", None)
-    fields.pop("dossier", None)
-    _fill_common(cert, fields)
-    if cert.integrated_at is None and created:
-        cert.integrated_at = created
-        cert.warnings.append("integrated_at_from_pdf_date")
-    cert.attach_pdf(data)
-    return Outcome("certificate", certificate=cert)
-

@@ -19,6 +19,15 @@ What happens, step by step (:func:`judge`):
    and gives a readable birth date; otherwise ``pdf_not_certificate``, or ``pdf_unreadable`` when
    its text cannot be read (encrypted, damaged, over the extraction limits).
 
+5. The signed barcodes of the certificate PDF (2D-DOC, EU DCC; :mod:`helper.parse.verify`) are
+   checked when ``verify_barcodes`` is on. :func:`with_barcode` is the one rule that uses them: a
+   certificate whose barcode signature verifies against the trust list *and* agrees with the mail
+   (or the bare PDF's file name and text) — ``verified`` — is trusted even when steps 1–4 refused it
+   (an untrusted sender or forward, a saved PDF whose text does not confirm it): the barcode is
+   signed by the issuing authority. Any other result (``mismatch``, ``unverifiable``,
+   ``invalid_signature``) leaves the step 1–4 verdict as it was: a forwarded or untrusted one stays
+   in quarantine, with the barcode result added to its detail.
+
 The ingest pipeline re-reads files quarantined ``untrusted_sender`` or ``untrusted_forward`` when
 these settings change (see ``Ingester._recheck_if_trust_changed``).
 """
@@ -51,6 +60,10 @@ class TrustPolicy:
 
     senders: frozenset[str] = field(default_factory=lambda: frozenset(sidep.DEFAULT_TRUSTED_SENDERS))
     forwarders: frozenset[str] = frozenset()
+    #: Read and check the PDF's barcodes (``verify_barcodes``), with keys from this folder
+    #: (``barcode_trust_list``; see :mod:`helper.parse.trustlist`).
+    verify_barcodes: bool = False
+    barcode_trust_list: str | None = None
 
     @classmethod
     def of(cls, value: TrustPolicy | Iterable[str]) -> TrustPolicy:
@@ -62,6 +75,24 @@ class TrustPolicy:
     def signature(self) -> tuple[str, str]:
         """(senders, forwarders) as stable strings, to notice when IT changes them."""
         return ",".join(sorted(self.senders)), ",".join(sorted(self.forwarders))
+
+    def barcode_signature(self) -> str:
+        """The barcode settings and the trust list's files (names, sizes, times) as one string, to
+        notice when IT updates the list ("" when verification is off)."""
+        if not self.verify_barcodes:
+            return ""
+        import hashlib
+        import os
+
+        entries = [self.barcode_trust_list or ""]
+        for folder, _, files in os.walk(self.barcode_trust_list or os.devnull):
+            for name in sorted(files):
+                try:
+                    st = os.stat(os.path.join(folder, name))
+                except OSError:
+                    continue
+                entries.append(f"{os.path.relpath(os.path.join(folder, name), self.barcode_trust_list or '')}:{st.st_size}:{st.st_mtime_ns}")
+        return "on:" + hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "replace")).hexdigest()
 
     def is_forwarder(self, address: str) -> bool:
         return address in self.forwarders or "@" + address.rpartition("@")[2] in self.forwarders
@@ -157,6 +188,27 @@ def judge(from_fields: Sequence[str], forwarded_by: Sequence[Sequence[str]], pol
                 f"transféré par {forwarder}, absent de trusted_forwarders", forwarder,
             )
     return TRUSTED
+
+
+#: Step 1–4 refusals a verified barcode overrides (step 5).
+BARCODE_OVERRIDES = (UNTRUSTED_SENDER, UNTRUSTED_FORWARD, PDF_NOT_CERTIFICATE, PDF_UNREADABLE)
+
+
+def with_barcode(verdict: Verdict, verification: dict | None) -> Verdict:
+    """Step 5: the verdict once the certificate's barcodes are known (``verification`` as made by
+    :func:`helper.parse.verify.cross_check`, None when they were not looked at)."""
+    if verdict.trusted or verification is None:
+        return verdict
+    if verification.get("status") == "verified" and verdict.reason in BARCODE_OVERRIDES:
+        return Verdict(True, None, "code-barres signé vérifié : " + verdict.detail, verdict.sender)
+    label = verification.get("label", verification.get("status", ""))
+    return Verdict(False, verdict.reason, f"{verdict.detail} ; code-barres : {label}", verdict.sender)
+
+
+def may_be_vouched(verdict: Verdict, policy: TrustPolicy) -> bool:
+    """Whether reading the barcodes could still change a refusal (step 5): checked before the
+    cost of rendering the PDF."""
+    return policy.verify_barcodes and not verdict.trusted and verdict.reason in BARCODE_OVERRIDES
 
 
 def judge_pdf(file_fields: dict[str, str], text_fields: dict[str, str] | None, text: str = "") -> Verdict:

@@ -186,7 +186,35 @@ function fillItem(li, cert, homonym = li.classList.contains("homonym")) {
   const delivered = Boolean(cert.delivered_at);
   li.querySelector(".deliver-group").hidden = delivered;
   li.querySelector(".undo").hidden = !delivered;
+  fillVerification(li, cert.verification);
   li.setAttribute("aria-label", `${cert.last_name} ${cert.first_name}, ${frDate(cert.birth_date)}`);
+}
+
+// Barcode verification: `mismatch` and `invalid_signature` show what differs and need an explicit
+// confirmation before printing (the API refuses the print without it, 409).
+const NEEDS_CONFIRMATION = new Set(["mismatch", "invalid_signature"]);
+const VERIFICATION_LABELS = {
+  verified: "verificationVerified",
+  mismatch: "verificationMismatch",
+  unverifiable: "verificationUnverifiable",
+  invalid_signature: "verificationInvalid",
+};
+
+function fillVerification(li, verification) {
+  const box = li.querySelector(".verification");
+  const status = verification && VERIFICATION_LABELS[verification.status] ? verification.status : "";
+  box.hidden = !status;
+  box.dataset.status = status;
+  li.dataset.verification = status;
+  li.querySelector(".verification-label").textContent = status ? t(VERIFICATION_LABELS[status]) : "";
+  const diffs = li.querySelector(".verification-diffs");
+  diffs.replaceChildren();
+  for (const d of (status === "mismatch" && verification.differences) || []) {
+    const item = document.createElement("li");
+    item.textContent = t("verificationDifference", [d.label || d.field, String(d.certificate), String(d.barcode)]);
+    diffs.append(item);
+  }
+  if (!NEEDS_CONFIRMATION.has(status)) li.querySelector(".confirm-box").hidden = true;
 }
 
 function update(li, cert) {
@@ -215,12 +243,20 @@ async function act(li, button, work) {
   }
 }
 
-function printItem(li) {
+function printItem(li, { confirmed = false } = {}) {
   const id = Number(li.dataset.id);
+  const confirmBox = li.querySelector(".confirm-box");
+  if (!confirmed && NEEDS_CONFIRMATION.has(li.dataset.verification)) {
+    confirmBox.hidden = false; // one click (or Entrée) never prints it: ask first
+    feedback(li, t("confirmPrintNeeded"), "error");
+    li.querySelector(".confirm-cancel").focus();
+    return Promise.resolve();
+  }
+  confirmBox.hidden = true;
   return act(li, li.querySelector(".print"), async () => {
     delete li.dataset.error;
     feedback(li, t("printing"), "busy");
-    const answer = await client.print(id);
+    const answer = await client.print(id, { confirmUnverified: confirmed });
     li.dataset.job = answer.job;
     update(li, answer.certificate);
     feedback(li, t("printedOk", [answer.printer]), "ok");
@@ -341,6 +377,12 @@ list.addEventListener("click", (event) => {
     return;
   }
   if (button.classList.contains("print")) printItem(li);
+  else if (button.classList.contains("confirm-print")) printItem(li, { confirmed: true });
+  else if (button.classList.contains("confirm-cancel")) {
+    li.querySelector(".confirm-box").hidden = true;
+    feedback(li, "", "");
+    li.focus();
+  }
   else if (button.classList.contains("pdf")) openPdf(li);
   else if (button.classList.contains("deliver")) deliverItem(li);
   else if (button.classList.contains("undo")) undoItem(li);

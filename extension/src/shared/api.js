@@ -8,6 +8,7 @@
 //   forbidden           403 (origin or host refused by the helper)
 //   no_printer          503 no_printer
 //   print_failed        502 print_failed
+//   confirmation_required 409 confirmation_required (barcode mismatch or invalid signature)
 //   not_found           404
 //   not_configured      no token in the settings yet
 //   not_paired          no token, and the pairing host (shared/pairing.js) is absent or refused
@@ -90,8 +91,12 @@ export class HelperClient {
     return response.blob();
   }
 
-  async print(id) {
-    return this.#json("POST", `/api/v1/certificates/${certId(id)}/print`, { slow: true });
+  /** Print; `confirmUnverified` is the secretary's explicit confirmation for a certificate whose
+   * barcode disagrees with the mail or whose signature is invalid (refused with 409 without it). */
+  async print(id, { confirmUnverified = false } = {}) {
+    const options = { slow: true };
+    if (confirmUnverified) options.json = { confirm_unverified: true };
+    return this.#json("POST", `/api/v1/certificates/${certId(id)}/print`, options);
   }
 
   async delivered(id, initials) {
@@ -198,6 +203,9 @@ async function classify(response) {
   if (response.status === 404) throw new HelperError("not_found", details);
   if (response.status === 503 && (serverCode === "no_printer" || !serverCode)) throw new HelperError("no_printer", details);
   if (response.status === 502 && serverCode === "print_failed") throw new HelperError("print_failed", details);
+  if (response.status === 409 && serverCode === "confirmation_required") {
+    throw new HelperError("confirmation_required", details);
+  }
   throw new HelperError("http_error", details);
 }
 
@@ -226,6 +234,8 @@ export function errorMessage(error, t, { url = "" } = {}) {
       return t("errorPrintFailed", [server]);
     case "not_found":
       return t("errorNotFound");
+    case "confirmation_required":
+      return t("errorConfirmationRequired");
     default:
       return t("errorHttp", [server || String((error && error.status) || (error && error.message) || "")]);
   }

@@ -91,7 +91,7 @@ export class PairedHelper {
   search(query) { return this.call("search", query); }
   certificate(id) { return this.call("certificate", id); }
   pdfBlob(id) { return this.call("pdfBlob", id); }
-  print(id) { return this.call("print", id); }
+  print(id, options) { return this.call("print", id, options); }
   delivered(id, initials) { return this.call("delivered", id, initials); }
   undoDelivered(id) { return this.call("undoDelivered", id); }
   pushMessage(bytes) { return this.call("pushMessage", bytes); }

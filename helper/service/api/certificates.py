@@ -16,7 +16,7 @@ from aiohttp import web
 from helper.config import Settings
 from helper.index import imapstate
 from helper.index.store import Store
-from helper.service.api import params
+from helper.service.api import params, printguard
 from helper.service.api.context import CTX, client
 from helper.service.api.errors import error
 
@@ -96,8 +96,11 @@ async def print_certificate(request: web.Request) -> web.Response:
 
     ctx = request.app[CTX]
     body = await params.json_object(request)
-    if set(body) - {"printer"}:
-        return error(400, "bad_parameter", "Champ inconnu dans la requête (seul « printer » est accepté).")
+    if set(body) - {"printer", "confirm_unverified"}:
+        return error(400, "bad_parameter",
+                     "Champ inconnu dans la requête (seuls « printer » et « confirm_unverified » sont acceptés).")
+    if not isinstance(body.get("confirm_unverified", False), bool):
+        return error(400, "bad_parameter", "« confirm_unverified » doit valoir true ou false.")
     chosen = body.get("printer")
     if "printer" in body and not params.text_field(chosen, MAX_PRINTER_NAME, empty=False):
         return error(400, "bad_printer", "Nom d'imprimante invalide.")
@@ -105,6 +108,10 @@ async def print_certificate(request: web.Request) -> web.Response:
     data = await ctx.read(lambda s: s.pdf(cert_id)) if cert_id is not None else None
     if data is None or cert_id is None:
         return error(404, "not_found", NOT_FOUND)
+    current = await ctx.read(lambda s: s.get(cert_id))
+    allowed, confirmed = printguard.check(current or {}, body)
+    if not allowed:
+        return error(409, "confirmation_required", printguard.MESSAGE)
     loop = asyncio.get_running_loop()
     if chosen is not None and chosen.strip() not in allowed_printers(ctx.settings):
         default = await loop.run_in_executor(ctx.readers, _system_default, printing)
@@ -121,7 +128,7 @@ async def print_certificate(request: web.Request) -> web.Response:
     cert = await ctx.write(lambda s: _shared(s, cert_id, imapstate.PRINTED, True, s.mark_printed(cert_id)))
     if cert is None:  # purged between the PDF read and now
         return error(404, "not_found", NOT_FOUND)
-    ctx.trace("print", [cert_id], client(request), f"imprimante={used}")
+    ctx.trace("print", [cert_id], client(request), f"imprimante={used}" + (f" {confirmed}" if confirmed else ""))
     return web.json_response({"certificate": _with_site(ctx.settings, cert), "job": job, "printer": used})
 
 

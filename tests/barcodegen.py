@@ -1,0 +1,218 @@
+"""Signed 2D-DOC and EU DCC barcodes drawn into certificate PDFs, for tests.
+
+Keys are made at test time with ``cryptography``; the barcodes are drawn by zxing-cpp as
+images and embedded in a hand-built PDF next to the certificate's text (as in mailgen), so the
+helper has to render the page and read the codes as it would on a real certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import unicodedata
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cbor2
+import mailgen
+import zxingcpp
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from mailgen import CertSpec, _pdf_string, pdf_text_lines
+
+GS, US = "\x1d", "\x1f"
+_ICAO = str.maketrans({"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "Œ": "OE", "Æ": "AE"})
+
+
+def translit(text: str) -> str:
+    """A–Z as barcodes write names (independent of the helper's own code)."""
+    text = unicodedata.normalize("NFC", text).upper().translate(_ICAO)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return "".join(c if "A" <= c <= "Z" else (" " if c in " -" else "") for c in text).strip()
+
+
+@dataclass
+class Signer:
+    key: ec.EllipticCurvePrivateKey
+    ca: str = "FR01"
+    cert: str = "TS01"
+    kid: bytes = b"testkid1"
+
+    @classmethod
+    def new(cls, **kw: object) -> Signer:
+        return cls(ec.generate_private_key(ec.SECP256R1()), **kw)  # type: ignore[arg-type]
+
+    def pem(self) -> bytes:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def raw_sign(self, data: bytes) -> bytes:
+        r, s = decode_dss_signature(self.key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def write_trust_list(folder: Path, *signers: Signer, bulk: bool = False) -> Path:
+    """The trust-list folder layout documented in docs/verification.md."""
+    (folder / "2d-doc").mkdir(parents=True, exist_ok=True)
+    (folder / "dcc").mkdir(parents=True, exist_ok=True)
+    if bulk:
+        (folder / "2d-doc.json").write_text(json.dumps({s.ca + s.cert: s.pem().decode() for s in signers}))
+        (folder / "dcc.json").write_text(json.dumps({base64.b64encode(s.kid).decode(): s.pem().decode() for s in signers}))
+        return folder
+    for s in signers:
+        (folder / "2d-doc" / f"{s.ca}{s.cert}.pem").write_bytes(s.pem())
+        kid = base64.urlsafe_b64encode(s.kid).decode().rstrip("=")
+        (folder / "dcc" / f"{kid}.pem").write_bytes(s.pem())
+    return folder
+
+
+def _hexday(d: datetime.date) -> str:
+    return f"{(d - datetime.date(2000, 1, 1)).days:04X}"
+
+
+def twoddoc(spec: CertSpec, signer: Signer, *, result: str | None = None, flip: bool = False) -> bytes:
+    """A 2D-DOC v04 of type B2 for ``spec``, signed by ``signer`` (``flip``: one signature bit changed)."""
+    res = result or {"N": "N", "P": "P"}.get(spec.result[:1].upper(), "X")
+    day = spec.integrated_at.date()
+    header = f"DC04{signer.ca}{signer.cert}{_hexday(day)}{_hexday(day)}B201FR"
+    message = (
+        f"F0{translit(spec.first_name)}{GS}F1{translit(spec.last_name)}{GS}"
+        f"F2{spec.birth_date:%d%m%Y}F3{spec.sex}F4{spec.analysis_code.replace('-', '')}{GS}"
+        f"F5{res}F6{spec.sampled_at:%d%m%Y%H%M}"
+    )
+    data = (header + message).encode("latin-1")
+    sig = bytearray(signer.raw_sign(data))
+    if flip:
+        sig[10] ^= 0x01
+    return data + US.encode() + base64.b32encode(bytes(sig)).rstrip(b"=")
+
+
+_B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+
+
+def b45encode(data: bytes) -> str:
+    out = []
+    for i in range(0, len(data), 2):
+        chunk = data[i : i + 2]
+        if len(chunk) == 2:
+            n = chunk[0] * 256 + chunk[1]
+            c, n = divmod(n, 45 * 45)
+            b, a = divmod(n, 45)
+            out.append(_B45[a] + _B45[b] + _B45[c])
+        else:
+            b, a = divmod(chunk[0], 45)
+            out.append(_B45[a] + _B45[b])
+    return "".join(out)
+
+
+def hc1(spec: CertSpec, signer: Signer, *, flip: bool = False) -> bytes:
+    """An EU DCC test certificate (``HC1:`` text) for ``spec``, ES256-signed by ``signer``."""
+    offset = datetime.timedelta(hours=2)  # mailgen samples are French local times; summer offset is fine here
+    sc = (spec.sampled_at - offset).strftime("%Y-%m-%dT%H:%M:%SZ") if 4 <= spec.sampled_at.month <= 9 else \
+        (spec.sampled_at - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    negative = spec.result[:1].upper() == "N"
+    hcert = {
+        "ver": "1.3.0",
+        "nam": {"fn": spec.last_name, "fnt": translit(spec.last_name).replace(" ", "<"),
+                "gn": spec.first_name, "gnt": translit(spec.first_name).replace(" ", "<")},
+        "dob": spec.birth_date.isoformat(),
+        "t": [{"tg": "840539006", "tt": "LP6464-4", "sc": sc, "tr": "260415000" if negative else "260373001",
+               "tc": "Laboratoire de test", "co": "FR", "is": "Ministère de la Santé",
+               "ci": "URN:UVCI:01:FR:TEST" + spec.dossier}],
+    }
+    claims = {1: "FR", 6: 1624300000, 4: 1655836000, -260: {1: hcert}}
+    protected = cbor2.dumps({1: -7, 4: signer.kid})
+    payload = cbor2.dumps(claims)
+    sig = bytearray(signer.raw_sign(cbor2.dumps(["Signature1", protected, b"", payload])))
+    if flip:
+        sig[5] ^= 0x80
+    cose = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, bytes(sig)]))
+    return ("HC1:" + b45encode(zlib.compress(cose, 9))).encode("ascii")
+
+
+def _image(payload: bytes, fmt: zxingcpp.BarcodeFormat) -> tuple[int, int, bytes]:
+    img = zxingcpp.create_barcode(payload, fmt).to_image(scale=1)
+    view = memoryview(img)
+    h, w = view.shape
+    return w, h, view.tobytes()
+
+
+def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[bytes] = (),
+                      media: tuple[int, int] = (595, 842)) -> bytes:
+    """One-page PDF with ``lines`` of Helvetica text and the barcodes drawn as images."""
+    images = [(*_image(p, zxingcpp.BarcodeFormat.DataMatrix), 110) for p in datamatrix]
+    images += [(*_image(p, zxingcpp.BarcodeFormat.QRCode), 220) for p in qr]
+    objs: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"",  # page, filled below
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+    content = [b"BT\n/F1 9 Tf\n14 TL\n50 790 Td\n"]
+    for line in lines:
+        content.append(_pdf_string(line) + b" Tj T*\n")
+    content.append(b"ET\n")
+    xobjects = []
+    tops = {110: 620, 220: 620}  # one column of Data Matrix codes, one of QR codes, below the text
+    for i, (w, h, pixels, side) in enumerate(images):
+        x = 40 if side == 110 else 330
+        y = tops[side] - side
+        tops[side] = y - 20
+        num = len(objs) + 1
+        data = zlib.compress(pixels)
+        objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                    b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
+                    % (w, h, len(data), data))
+        xobjects.append(b"/Im%d %d 0 R" % (i, num))
+        content.append(b"q %d 0 0 %d %d %d cm /Im%d Do Q\n" % (side, side * h // w, x, y, i))
+    stream = b"".join(content)
+    objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+    objs[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 4 0 R >> "
+               b"/XObject << %s >> >> /Contents %d 0 R >>" % (*media, b" ".join(xobjects), len(objs)))
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
+def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool = True,
+                    flip: bool = False, extra_dm: list[bytes] = ()) -> bytes:
+    """The certificate PDF of ``spec`` carrying its 2D-DOC (and DCC) signed by ``signer``."""
+    dm = [twoddoc(spec, signer, flip=flip)] if signer else []
+    qr = [hc1(spec, signer, flip=flip)] if signer and dcc else []
+    return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr)
+
+
+def spec_for(seed: int, **kw: object) -> CertSpec:
+    """A certificate whose names need transliteration, sampled in summer (UTC+2 in the DCC)."""
+    import random
+
+    base = {"last_name": "O'LEARY-MÜLLER", "first_name": "Zoé", "sampled_at": datetime.datetime(2021, 6, 21, 9, 41),
+            "integrated_at": datetime.datetime(2021, 6, 21, 15, 2), "result": "NEGATIF", "sex": "F"}
+    base.update(kw)
+    return mailgen.random_spec(random.Random(seed), **base)
+
+
+def verdict_corpus(folder: Path, signer: Signer, stranger: Signer, **kw: object) -> dict[str, CertSpec]:
+    """One certificate per verdict as .eml files in ``folder`` (plus a verified one forwarded by an
+    unknown mailbox: a duplicate of the verified one). ``mismatch``: the mail says sex M."""
+    names = [("verified", "BÉRANGER"), ("mismatch", "D'ALMEIDA"), ("unverifiable", "N'DIAYE"), ("invalid", "LE GALL")]
+    specs = {k: spec_for(i, last_name=name, **kw) for i, (k, name) in enumerate(names, 10)}
+    messages = [
+        mailgen.make_message(specs["verified"], pdf=certificate_pdf(specs["verified"], signer)),
+        mailgen.make_message(replace(specs["mismatch"], sex="M"), pdf=certificate_pdf(specs["mismatch"], signer)),
+        mailgen.make_message(specs["unverifiable"], pdf=certificate_pdf(specs["unverifiable"], stranger)),
+        mailgen.make_message(specs["invalid"], pdf=certificate_pdf(specs["invalid"], signer, flip=True)),
+        mailgen.forward(mailgen.make_message(specs["verified"], pdf=certificate_pdf(specs["verified"], signer))),
+    ]
+    mailgen.write_eml(folder, messages)
+    return specs
