@@ -193,11 +193,13 @@ def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool =
 
 
 def spec_for(seed: int, **kw: object) -> CertSpec:
-    """A certificate whose names need transliteration, sampled in summer (UTC+2 in the DCC)."""
+    """A certificate whose names need transliteration, sampled 10 days ago (within the retention)."""
     import random
 
-    base = {"last_name": "O'LEARY-MÜLLER", "first_name": "Zoé", "sampled_at": datetime.datetime(2021, 6, 21, 9, 41),
-            "integrated_at": datetime.datetime(2021, 6, 21, 15, 2), "result": "NEGATIF", "sex": "F"}
+    day = datetime.date.today() - datetime.timedelta(days=10)
+    base = {"last_name": "O'LEARY-MÜLLER", "first_name": "Zoé",
+            "sampled_at": datetime.datetime.combine(day, datetime.time(9, 41)),
+            "integrated_at": datetime.datetime.combine(day, datetime.time(15, 2)), "result": "NEGATIF", "sex": "F"}
     base.update(kw)
     return mailgen.random_spec(random.Random(seed), **base)
 

@@ -302,7 +302,7 @@ async def test_api_refuses_one_click_print_of_a_mismatch_and_records_the_confirm
     assert mismatch["verification"]["status"] == "mismatch"
     assert mismatch["verification"]["differences"][0]["field"] == "sex"
     url = f"/api/v1/certificates/{mismatch['id']}/print"
-    resp = await client.post(url, headers=auth)
+    resp = await client.post(url, headers={**auth, "Content-Type": "application/json"})  # as the panel's one click
     body = await resp.json()
     assert resp.status == 409 and body["error"] == "confirmation_required"
     validate(body, "/api/v1/certificates/{id}/print", "POST", 409)
@@ -312,11 +312,11 @@ async def test_api_refuses_one_click_print_of_a_mismatch_and_records_the_confirm
     assert resp.status == 200, await resp.text()
     validate(await resp.json(), "/api/v1/certificates/{id}/print", "POST", 200)
     invalid = await _find(client, auth, specs["invalid"])
-    assert (await client.post(f"/api/v1/certificates/{invalid['id']}/print", headers=auth)).status == 409
+    assert (await client.post(f"/api/v1/certificates/{invalid['id']}/print", json={}, headers=auth)).status == 409
     # A verified or merely unverifiable certificate prints with one click.
     for key in ("verified", "unverifiable"):
         cert = await _find(client, auth, specs[key])
-        resp = await client.post(f"/api/v1/certificates/{cert['id']}/print", headers=auth)
+        resp = await client.post(f"/api/v1/certificates/{cert['id']}/print", json={}, headers=auth)
         assert resp.status == 200, await resp.text()
         validate(await (await client.get(f"/api/v1/certificates/{cert['id']}", headers=auth)).json(),
                  "/api/v1/certificates/{id}", "GET", 200)
@@ -364,7 +364,7 @@ def test_the_reader_child_is_replaced_after_a_timeout_or_a_crash(trust_dir: Path
 
 
 def test_quarantined_forward_is_read_again_when_it_adds_the_key(cli: Cli, tmp_path: Path) -> None:
-    spec = spec_of(30, last_name="KEYLATER")
+    spec = bg.spec_for(30, last_name="KEYLATER")  # recent: within the retention
     late = bg.Signer.new(ca="FR04", cert="NEW1", kid=b"newkid01")
     mailgen.write_eml(tmp_path / "eml", [mailgen.forward(mailgen.make_message(spec, pdf=bg.certificate_pdf(spec, late)))])
     folder = bg.write_trust_list(tmp_path / "liste", SIGNER)
