@@ -107,8 +107,10 @@ def test_sigkill_during_watch_and_push_loses_nothing_and_duplicates_nothing(tmp_
             for spec in files:
                 os.replace(staging / f"{spec.dossier}.eml", drop / f"{spec.dossier}.eml")
                 watched.append(spec.dossier)
-            # Kill once the watcher has committed part of this round's files (or after a while).
-            deadline = time.monotonic() + 5
+            # Kill once the watcher has committed part of this round's files (or after a while); every
+            # other round, a short random moment after the files landed (a batch may commit all at once,
+            # so waiting for part of it can miss the window: this way some kill lands before the commit).
+            deadline = time.monotonic() + (5 if round_no % 2 else rng.uniform(0.2, 1.5))
             while time.monotonic() < deadline:
                 if _count(home) - len(acknowledged) >= len(watched) - FILES_PER_ROUND * (1 - (round_no + 1) / 4):
                     break
