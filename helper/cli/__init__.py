@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from helper import __version__
+from helper.cli import directory
 from helper.cli.french import FrenchParser, install, positive_int
 from helper.config import ConfigError, Settings, load
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     e = audit_sub.add_parser("export", help="exporter le journal au format CSV")
     e.add_argument("--since", help="date de début (AAAA-MM-JJ)")
     e.add_argument("--output", "-o", help="fichier de sortie (par défaut : la sortie standard)")
+    directory.register(sub)
     return parser
 
 
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "serve": cmd_serve,
         "config": cmd_config, "token": cmd_token, "purge": cmd_purge, "audit": cmd_audit,
+        "check-annuaire": directory.cmd_check_annuaire, "sites": directory.cmd_sites,
     }[args.command]
     try:
         return handler(args, settings)
