@@ -143,3 +143,33 @@ def test_unreachable_folder_is_retried_later_and_nothing_is_lost(cli: Cli, tmp_p
     db.close()
     assert len(_run(cli)["done"]) == 1
     assert [p.read_bytes() for p in share.iterdir()] == [mailgen.make_pdf(spec)]
+
+
+def test_serve_dispatches_new_certificates_by_itself(cli: Cli, tmp_path: Path) -> None:
+    from conftest import free_port, recent_spec, start, wait_healthy
+
+    folder = tmp_path / "partage-a"
+    folder.mkdir()
+    port = free_port()
+    cli.write_config(f'port = {port}\n[sites."{A}"]\nname = "Bercy"\nfolder = "{folder}"\n')
+    rng = random.Random(12)
+    first, second, stray = recent_spec(rng, finess=A), recent_spec(rng, finess=A), recent_spec(rng, finess=UNKNOWN)
+    mailgen.write_eml(tmp_path / "m1", [mailgen.make_message(first)])
+    cli.ingest(tmp_path / "m1")
+    proc = start(cli.home, port, "--no-watch", stderr_to=tmp_path / "serve.log")
+    try:
+        wait_healthy(port, proc)
+        mailgen.write_eml(tmp_path / "m2", [mailgen.make_message(second), mailgen.make_message(stray)])
+        cli.ingest(tmp_path / "m2")  # while the service runs
+        deadline = time.monotonic() + 60
+        while len(list(folder.glob("*.pdf"))) < 2 or cli.status()["dispatch"].get("unassigned") != 1:
+            assert time.monotonic() < deadline, (list(folder.iterdir()), cli.status().get("dispatch"))
+            assert proc.poll() is None
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert sorted(p.read_bytes() for p in folder.iterdir()) == sorted([mailgen.make_pdf(first),
+                                                                       mailgen.make_pdf(second)])
+    log = (tmp_path / "serve.log").read_text(encoding="utf-8", errors="replace")
+    assert first.last_name not in log and "Traceback" not in log
