@@ -173,3 +173,19 @@ def test_serve_dispatches_new_certificates_by_itself(cli: Cli, tmp_path: Path) -
                                                                        mailgen.make_pdf(second)])
     log = (tmp_path / "serve.log").read_text(encoding="utf-8", errors="replace")
     assert first.last_name not in log and "Traceback" not in log
+
+
+def test_replay_copies_again_only_what_the_site_lost(cli: Cli, tmp_path: Path) -> None:
+    folder_a, folder_b, _ = _setup(cli, tmp_path, {A: 2, B: 1}, seed=5)
+    _run(cli)
+    lost = sorted(folder_a.iterdir())[0]
+    kept = sorted(folder_a.iterdir())[1]
+    content, mtime = lost.read_bytes(), kept.stat().st_mtime_ns
+    lost.unlink()
+    proc = cli.run("dispatch", "replay", "--since", "2000-01-01", "--site", A)
+    assert proc.returncode == 0 and "2 certificat(s) repris" in proc.stdout
+    assert lost.read_bytes() == content and kept.stat().st_mtime_ns == mtime
+    assert len(list(folder_a.iterdir())) == 2 and len(list(folder_b.iterdir())) == 1
+    assert all(state == "done" for state, _ in _journal(cli).values())
+    proc = cli.run("dispatch", "replay", "--since", "hier", check=False)
+    assert proc.returncode == 2 and "date invalide" in proc.stderr

@@ -1,4 +1,4 @@
-"""``sidep-helper dispatch run | assign ID FINESS | list``: copy certificates to their site's folder.
+"""``sidep-helper dispatch run | assign ID FINESS | replay --since D [--site F] | list``: copy certificates to their site's folder.
 
 ``run`` does one pass (see ``helper/service/dispatch.py``); ``assign`` routes an « à affecter »
 certificate to a site of the directory; ``list`` shows what waits (« à affecter », retries).
@@ -7,6 +7,7 @@ certificate to a site of the directory; ``list`` shows what waits (« à affecte
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import Any
@@ -26,6 +27,9 @@ def register(sub: Any) -> None:
     a = actions.add_parser("assign", help="affecter un certificat « à affecter » à un site")
     a.add_argument("cert_id", type=positive_int, metavar="ID", help="numéro du certificat (voir « dispatch list »)")
     a.add_argument("finess", metavar="FINESS", help="FINESS géographique du site (présent dans l'annuaire des sites)")
+    rp = actions.add_parser("replay", help="recopier les certificats reçus depuis une date (fichiers effacés)")
+    rp.add_argument("--since", required=True, metavar="AAAA-MM-JJ", help="date de réception à partir de laquelle recopier")
+    rp.add_argument("--site", metavar="FINESS", help="un seul site")
     lst = actions.add_parser("list", help="certificats à affecter et copies en attente")
     lst.add_argument("--json", action="store_true", help="sortie JSON")
 
@@ -47,6 +51,18 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"Copiés : {len(report.done)} ; à affecter : {len(report.unassigned)} ; "
                       f"site sans dossier : {len(report.no_folder)} ; à réessayer : {len(report.retry)}.")
+            return 1 if report.retry else 0
+        if args.dispatch_command == "replay":
+            try:
+                since = dt.date.fromisoformat(args.since).isoformat()
+            except ValueError:
+                print(f"Erreur : date invalide « {args.since} » (format AAAA-MM-JJ)", file=sys.stderr)
+                return 2
+            site = args.site.strip().upper() if args.site else None
+            queued = journal.replay(store, since, site)
+            report = dispatch.run_once(store, settings)
+            print(f"{queued} certificat(s) repris depuis le {since} : {len(report.done)} présent(s) ou recopié(s) "
+                  f"dans le dossier de leur site, {len(report.retry)} à réessayer.")
             return 1 if report.retry else 0
         if args.dispatch_command == "assign":
             finess = args.finess.strip().upper()

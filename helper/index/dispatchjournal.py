@@ -107,3 +107,18 @@ def counts(store: Store) -> dict[str, int]:
     if not exists:
         return {}
     return {r[0]: r[1] for r in store.db.execute("SELECT state, COUNT(*) FROM dispatch_journal GROUP BY state")}
+
+
+def replay(store: Store, since: str, finess: str | None = None) -> int:
+    """Queue again the certificates received since ``since`` (ISO date), for one site or all.
+
+    A file still in the site's folder with the same bytes is not copied twice; a missing one is copied again.
+    """
+    with store.transaction():
+        cur = store.db.execute(
+            "UPDATE dispatch_journal SET state = 'pending', target = NULL, attempts = 0, next_try = NULL, "
+            "last_error = NULL, updated_at = ? WHERE state IN ('done', 'no_folder', 'retry') "
+            "AND (? IS NULL OR finess = ?) "
+            "AND cert_id IN (SELECT id FROM certificates WHERE added_at >= ?)",
+            (now_iso(), finess, finess, since))
+        return cur.rowcount
