@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import mailgen
@@ -166,6 +167,12 @@ def test_serve_dispatches_new_certificates_by_itself(cli: Cli, tmp_path: Path) -
             assert time.monotonic() < deadline, (list(folder.iterdir()), cli.status().get("dispatch"))
             assert proc.poll() is None
             time.sleep(0.5)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/status")
+        request.add_header("Authorization", f"Bearer {cli.run('token').stdout.strip()}")
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status = json.loads(resp.read())
+        assert status["dispatch"]["counts"] == {"done": 2, "unassigned": 1}
+        assert [u["finess"] for u in status["dispatch"]["unassigned"]] == [UNKNOWN]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

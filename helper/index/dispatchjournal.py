@@ -122,3 +122,10 @@ def replay(store: Store, since: str, finess: str | None = None) -> int:
             "AND cert_id IN (SELECT id FROM certificates WHERE added_at >= ?)",
             (now_iso(), finess, finess, since))
         return cur.rowcount
+
+
+def summary(store: Store) -> dict[str, Any]:
+    """For ``status`` (CLI and API): counts per state and the « à affecter » certificates (ids, FINESS)."""
+    by_state = counts(store)
+    unassigned = rows(store, "unassigned") if by_state.get("unassigned") else []
+    return {"counts": by_state, "unassigned": [{"id": r["cert_id"], "finess": r["finess"]} for r in unassigned]}
