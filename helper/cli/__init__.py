@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from helper import __version__
-from helper.cli import directory, dispatchcmd
+from helper.cli import directory, dispatchcmd, reportcmd
 from helper.cli.french import FrenchParser, install, positive_int
 from helper.config import ConfigError, Settings, load
 
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--output", "-o", help="fichier de sortie (par défaut : la sortie standard)")
     directory.register(sub)
     dispatchcmd.register(sub)
+    reportcmd.register(sub)
     return parser
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "serve": cmd_serve,
         "config": cmd_config, "token": cmd_token, "purge": cmd_purge, "audit": cmd_audit,
         "check-annuaire": directory.cmd_check_annuaire, "sites": directory.cmd_sites,
-        "dispatch": dispatchcmd.cmd_dispatch,
+        "dispatch": dispatchcmd.cmd_dispatch, "report": reportcmd.cmd_report,
     }[args.command]
     try:
         return handler(args, settings)
