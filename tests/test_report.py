@@ -65,3 +65,45 @@ def test_daily_report_per_site(cli: Cli, tmp_path: Path) -> None:
 
 def test_report_on_an_empty_data_directory(cli: Cli) -> None:
     assert "Aucun certificat." in cli.run("report").stdout
+
+
+def test_report_api_answers_the_same_figures(cli: Cli, tmp_path: Path) -> None:
+    import signal
+    import urllib.error
+    import urllib.request
+
+    from conftest import free_port, start, wait_healthy
+
+    port = free_port()
+    cli.write_config(f'port = {port}\n[sites]\n"{A}" = "Bercy"\n')
+    rng = random.Random(13)
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(recent_spec(rng, finess=A)) for _ in range(2)])
+    cli.ingest(tmp_path / "mail")
+    today = dt.date.today().isoformat()
+    expected = json.loads(cli.run("report", "--date", today, "--json").stdout)
+    proc = start(cli.home, port, "--no-watch", stderr_to=tmp_path / "serve.log")
+    token = cli.run("token").stdout.strip()
+
+    def get(query: str, auth: bool = True) -> tuple[int, dict]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/report{query}")
+        if auth:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        wait_healthy(port, proc)
+        assert get(f"?date={today}") == (200, expected)
+        assert expected["sites"][0]["received"] == 2 and expected["sites"][0]["name"] == "Bercy"
+        assert get(f"?date={today}&site={A}")[1]["sites"] == expected["sites"]
+        assert get(f"?date={today}&site={B}")[1]["sites"] == []
+        status, body = get("?date=2026-02-30")
+        assert status == 400 and body["error"] == "bad_date"
+        assert get("?site=12")[0] == 400
+        assert get(f"?date={today}", auth=False)[0] == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
