@@ -196,3 +196,47 @@ def test_replay_copies_again_only_what_the_site_lost(cli: Cli, tmp_path: Path) -
     assert all(state == "done" for state, _ in _journal(cli).values())
     proc = cli.run("dispatch", "replay", "--since", "hier", check=False)
     assert proc.returncode == 2 and "date invalide" in proc.stderr
+
+
+def test_group_of_many_sites_killed_at_random_moments_gets_every_certificate_once(cli: Cli, tmp_path: Path) -> None:
+    """120 sites, 240 certificates (some for unknown sites), ``dispatch run`` SIGKILLed at random moments
+    until it finishes: the folders hold exactly one file per routed certificate, no temporary file."""
+    rng = random.Random(21)
+    sites = sorted({luhn_finess(f"75{rng.randrange(10**6):06d}") for _ in range(120)})
+    share = tmp_path / "partages"
+    config = "".join(f'[sites."{f}"]\nname = "Site {i}"\nfolder = "{share / f}"\n\n' for i, f in enumerate(sites))
+    cli.write_config(config)
+    for f in sites:
+        (share / f).mkdir(parents=True)
+    strays = [luhn_finess(f"13{rng.randrange(10**6):06d}") for _ in range(5)]
+    specs = [mailgen.random_spec(rng, finess=rng.choice(sites)) for _ in range(235)]
+    specs += [mailgen.random_spec(rng, finess=f) for f in strays]
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(s) for s in specs])
+    assert cli.ingest(tmp_path / "mail")["new"] == len(specs)
+    kills_mid_way, before = 0, 0
+    slowed = cli.env() | {"SIDEP_HELPER_TEST_DISPATCH_PAUSE": "0.005"}  # a share a little slower than tmpfs
+    for _ in range(60):
+        proc = subprocess.Popen([sys.executable, "-m", "helper", "dispatch", "run"], env=slowed,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 0.7))
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        after = sum(1 for s, _ in _journal(cli).values() if s == "done")
+        kills_mid_way += killed and before < after < 235
+        before = after
+        if after == 235:
+            break
+    assert kills_mid_way >= 2, kills_mid_way  # killed while copying, more than once
+    final = _run(cli)
+    assert final["retry"] == []
+    journal = _journal(cli)
+    done = {cid: target for cid, (state, target) in journal.items() if state == "done"}
+    assert len(done) == 235 and sum(1 for s, _ in journal.values() if s == "unassigned") == 5
+    files = [p for p in share.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == sorted(done.values())  # one file per certificate, no leftovers
+    expected = sorted(mailgen.make_pdf(s) for s in specs if s.finess in sites)
+    assert sorted(p.read_bytes() for p in files) == expected
+    for p in files:
+        assert p.name.startswith(p.parent.name + "_")  # in its own site's folder
