@@ -240,3 +240,46 @@ def test_group_of_many_sites_killed_at_random_moments_gets_every_certificate_onc
     assert sorted(p.read_bytes() for p in files) == expected
     for p in files:
         assert p.name.startswith(p.parent.name + "_")  # in its own site's folder
+
+
+def test_site_printer_prints_each_certificate_once_and_never_twice_after_a_crash(cli: Cli, tmp_path: Path) -> None:
+    import cups
+
+    cups_pdf = cups.ensure_cups_pdf()
+    since = time.time()
+    folder = tmp_path / "partage-a"
+    folder.mkdir()
+    cli.write_config(f'[sites."{A}"]\nname = "Bercy"\nfolder = "{folder}"\nprinter = "{cups_pdf.queue}"\n\n'
+                     f'[sites."{B}"]\nname = "Nation"\nprinter = "{cups_pdf.queue}"\n')
+    rng = random.Random(31)
+    specs = [mailgen.random_spec(rng, finess=f) for f in (A, B)]
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(s) for s in specs])
+    cli.ingest(tmp_path / "mail")
+    assert len(_run(cli)["done"]) == 2
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    try:
+        jobs = dict(db.execute("SELECT cert_id, print_job FROM dispatch_journal WHERE print_state = 'done'"))
+        printed = dict(db.execute("SELECT id, print_count FROM certificates"))
+    finally:
+        db.close()
+    assert len(jobs) == 2 and set(printed.values()) == {1}
+    for job in jobs.values():
+        out = cups_pdf.wait_for_output(job, timeout=60, newer_than=since - 2)
+        assert out.read_bytes().startswith(b"%PDF-")
+        out.unlink()
+    assert len(list(folder.iterdir())) == 1  # Nation has a printer, no folder
+    # A crash between « started » and the job: never sent again by itself, listed for IT.
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    with db:
+        cid = next(iter(jobs))
+        db.execute("UPDATE dispatch_journal SET print_state = 'started', state = 'started' WHERE cert_id = ?", (cid,))
+    db.close()
+    _run(cli)
+    assert "Impressions à vérifier" in cli.run("dispatch", "list").stdout
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    try:
+        assert db.execute("SELECT print_count FROM certificates WHERE id = ?", (cid,)).fetchone()[0] == 1
+        assert db.execute("SELECT print_state FROM dispatch_journal WHERE cert_id = ?", (cid,)).fetchone()[0] == \
+            "unknown"
+    finally:
+        db.close()

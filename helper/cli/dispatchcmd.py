@@ -76,7 +76,8 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             print(f"Certificat {args.cert_id} affecté au site {finess} : il sera copié à la prochaine répartition.")
             return 0
-        waiting = {"unassigned": journal.rows(store, "unassigned"), "retry": journal.rows(store, "retry")}
+        waiting = {"unassigned": journal.rows(store, "unassigned"), "retry": journal.rows(store, "retry"),
+                   "print_unknown": journal.print_unknown(store)}
         if args.json:
             _emit({k: [{"id": r["cert_id"], "finess": r["finess"], "error": r["last_error"],
                         "next_try": r["next_try"]} for r in v] for k, v in waiting.items()})
@@ -87,6 +88,11 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Copies à réessayer : {len(waiting['retry'])}")
         for r in waiting["retry"]:
             print(f"  - certificat {r['cert_id']} : {r['last_error']} (prochain essai : {r['next_try']})")
+        if waiting["print_unknown"]:
+            print(f"Impressions à vérifier (arrêt pendant l'envoi, jamais réimprimées d'office) : "
+                  f"{len(waiting['print_unknown'])}")
+            for r in waiting["print_unknown"]:
+                print(f"  - certificat {r['cert_id']} (site {r['finess']})")
         return 0
     finally:
         store.close()

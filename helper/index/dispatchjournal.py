@@ -8,7 +8,10 @@ one row per certificate, ids and file names only (no patient data):
   ``next_try`` after a growing delay), ``unassigned`` (« à affecter »: FINESS not in the site directory),
   ``no_folder`` (the site has no output folder);
 - ``finess``: the site it goes to (the certificate's own, or the one IT assigned);
-- ``target``: the file name in the site's folder, recorded in ``started`` before any byte is written.
+- ``target``: the file name in the site's folder, recorded in ``started`` before any byte is written;
+- ``print_state``: for a site with a printer, NULL (to print), ``started`` (recorded before the job is
+  sent), ``done`` (job queued, ``print_job`` its id) or ``unknown`` (a crash came between the two: never
+  printed again by itself, since a second paper copy is worse than a missing one; IT sees it in the list).
 
 Steps (``helper.service.dispatch`` drives them): :func:`enqueue` adds every certificate with a PDF not
 yet in the journal → :func:`due` lists the rows to work on → :func:`mark` records each state change in
@@ -33,7 +36,9 @@ CREATE TABLE IF NOT EXISTS dispatch_journal (
     next_try TEXT,
     last_error TEXT,
     updated_at TEXT NOT NULL,
-    done_at TEXT
+    done_at TEXT,
+    print_state TEXT,
+    print_job TEXT
 );
 CREATE INDEX IF NOT EXISTS dispatch_journal_state ON dispatch_journal (state);
 """
@@ -129,3 +134,14 @@ def summary(store: Store) -> dict[str, Any]:
     by_state = counts(store)
     unassigned = rows(store, "unassigned") if by_state.get("unassigned") else []
     return {"counts": by_state, "unassigned": [{"id": r["cert_id"], "finess": r["finess"]} for r in unassigned]}
+
+
+def mark_print(store: Store, cert_id: int, state: str | None, job: str | None = None) -> None:
+    with store.transaction():
+        store.db.execute("UPDATE dispatch_journal SET print_state = ?, print_job = COALESCE(?, print_job), "
+                         "updated_at = ? WHERE cert_id = ?", (state, job, now_iso(), cert_id))
+
+
+def print_unknown(store: Store) -> list[dict[str, Any]]:
+    return [dict(r) for r in store.db.execute(
+        "SELECT * FROM dispatch_journal WHERE print_state = 'unknown' ORDER BY cert_id").fetchall()]

@@ -15,7 +15,10 @@ What happens in one pass (:func:`run_once`):
    replace an existing file) and the temporary name removed; then ``done`` is recorded.
 5. After a crash, a ``started`` row is resolved by looking at the folder: its file there with the same
    bytes → ``done``; otherwise the copy is redone (leftover temporary files removed first).
-6. A folder that cannot be written (share down, read-only) → ``retry`` with the reason in French and a
+6. A site with a ``printer``: the job is recorded ``started`` before it is sent and ``done`` (with its
+   job id) after, and the certificate marked printed; a ``started`` found after a crash becomes
+   ``unknown`` and is never sent again by itself (a double paper copy is worse than a missing one).
+7. A folder that cannot be written (share down, read-only) → ``retry`` with the reason in French and a
    growing delay (30 s, 1 min, … 1 h); nothing is lost, the next pass after the delay tries again.
 """
 
@@ -31,6 +34,8 @@ from pathlib import Path
 from helper.config import Settings
 from helper.index import dispatchjournal as journal
 from helper.index.store import Store
+from helper.service import printing
+from helper.service.printing import PrintError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -107,6 +112,19 @@ def _pause_for_tests() -> None:
         time.sleep(float(pause))
 
 
+def _print(store: Store, printer: str, cert_id: int, row: dict, pdf: bytes) -> None:
+    """Step 6: at most once on paper."""
+    if not printer or row.get("print_state") in ("done", "unknown"):
+        return
+    if row.get("print_state") == "started":
+        journal.mark_print(store, cert_id, "unknown")
+        return
+    journal.mark_print(store, cert_id, "started")
+    job = printing.print_pdf(pdf, printer=printer, title=f"certificat-{cert_id}")
+    journal.mark_print(store, cert_id, "done", job)
+    store.mark_printed(cert_id)
+
+
 def run_once(store: Store, settings: Settings) -> Report:
     journal.ensure(store)
     report = Report(enqueued=journal.enqueue(store))
@@ -118,7 +136,7 @@ def run_once(store: Store, settings: Settings) -> Report:
             journal.mark(store, cert_id, "unassigned")
             report.unassigned.append(cert_id)
             continue
-        if not site.folder:
+        if not site.folder and not site.printer:
             journal.mark(store, cert_id, "no_folder")
             report.no_folder.append(cert_id)
             continue
@@ -132,6 +150,11 @@ def run_once(store: Store, settings: Settings) -> Report:
         sha = hashlib.sha256(pdf).hexdigest()
         folder = Path(site.folder).expanduser()
         try:
+            _print(store, site.printer, cert_id, row, pdf)
+            if not site.folder:
+                journal.mark(store, cert_id, "done")
+                report.done.append(cert_id)
+                continue
             if not folder.is_dir():
                 raise OSError(f"dossier inaccessible : {folder}")
             if row["state"] == "started" and row["target"]:  # step 5
@@ -147,6 +170,10 @@ def run_once(store: Store, settings: Settings) -> Report:
                 _pause_for_tests()
             journal.mark(store, cert_id, "done", target=name)
             report.done.append(cert_id)
+        except PrintError as exc:
+            journal.mark_print(store, cert_id, None)
+            journal.mark(store, cert_id, "retry", error=f"impression impossible sur {site.printer} : {exc.message}")
+            report.retry.append(cert_id)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             journal.mark(store, cert_id, "retry", error=f"copie impossible dans {folder} : {reason}")
