@@ -70,7 +70,8 @@ def test_each_certificate_lands_once_in_its_site_folder(cli: Cli, tmp_path: Path
     assert sorted(folder_a.iterdir()) == files_a and len(list(folder_b.iterdir())) == 2
     # « À affecter » in status and in the list, then assigned to Nation.
     status = cli.status()
-    assert status["dispatch"]["unassigned"] == 1 and status["dispatch"]["done"] == 5
+    assert status["dispatch"]["counts"] == {"done": 5, "unassigned": 1, "no_folder": 1}
+    assert [u["finess"] for u in status["dispatch"]["unassigned"]] == [UNKNOWN]
     assert "1 à affecter" in cli.run("status").stdout
     waiting = json.loads(cli.run("dispatch", "list", "--json").stdout)
     [unassigned] = waiting["unassigned"]
@@ -83,7 +84,7 @@ def test_each_certificate_lands_once_in_its_site_folder(cli: Cli, tmp_path: Path
     assert _run(cli)["done"] == [unassigned["id"]]
     names_b = [f.name for f in folder_b.iterdir()]
     assert len(names_b) == 3 and any(n.startswith(f"{B}_") for n in names_b)
-    assert cli.status()["dispatch"].get("unassigned", 0) == 0
+    assert cli.status()["dispatch"]["counts"].get("unassigned", 0) == 0
 
 
 def test_a_different_file_with_the_same_name_is_never_overwritten(cli: Cli, tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_serve_dispatches_new_certificates_by_itself(cli: Cli, tmp_path: Path) -
         mailgen.write_eml(tmp_path / "m2", [mailgen.make_message(second), mailgen.make_message(stray)])
         cli.ingest(tmp_path / "m2")  # while the service runs
         deadline = time.monotonic() + 60
-        while len(list(folder.glob("*.pdf"))) < 2 or cli.status()["dispatch"].get("unassigned") != 1:
+        while len(list(folder.glob("*.pdf"))) < 2 or cli.status()["dispatch"]["counts"].get("unassigned") != 1:
             assert time.monotonic() < deadline, (list(folder.iterdir()), cli.status().get("dispatch"))
             assert proc.poll() is None
             time.sleep(0.5)
