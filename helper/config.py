@@ -26,6 +26,7 @@ from typing import Any
 
 from helper.extension_ids import CHROMIUM_ORIGINS
 from helper.parse import sidep
+from helper.parse.sitedir import Site, SiteError, parse_sites
 from helper.parse.trust import TrustPolicy, canonical_entry
 
 APP_NAME = "sidep-helper"
@@ -118,7 +119,7 @@ DEFAULT_CONFIG = f"""\
 
 
 #: Settings fields that no configuration file sets.
-_NOT_IN_FILES = frozenset({"data_dir", "config_file", "machine_config_file", "value_files", "warnings", "demo",
+_NOT_IN_FILES = frozenset({"site_directory", "data_dir", "config_file", "machine_config_file", "value_files", "warnings", "demo",
                            "imap_sources"})
 
 
@@ -142,7 +143,8 @@ class Settings:
     printers: tuple[str, ...] = ()
     allowed_origins: frozenset[str] = frozenset(CHROMIUM_ORIGINS)
     allow_any_extension_origin: bool = False
-    sites: dict[str, str] = field(default_factory=dict)
+    sites: dict[str, str] = field(default_factory=dict)  # FINESS -> name (all sites below)
+    site_directory: dict[str, Site] = field(default_factory=dict)  # sites.toml, then [sites] of the files
     machine_config_file: Path | None = None
     value_files: dict[str, str] = field(default_factory=dict)  # key -> file its value comes from
     warnings: list[str] = field(default_factory=list)  # French, for IT
@@ -239,6 +241,7 @@ def load(data_dir: str | Path | None = None, config_file: str | Path | None = No
         config_file=Path(config_file).expanduser() if config_file else default_config_file(),
         machine_config_file=machine_config_file(),
     )
+    _load_site_directory(settings)
     machine = _read(settings.machine_config_file) if settings.machine_config_file else None
     if machine is not None:
         assert settings.machine_config_file is not None
@@ -271,6 +274,22 @@ _TOML_MESSAGES = (  # tomllib's English messages (their start) → French
     ("Expected newline or end of document", "fin de ligne attendue après la valeur"),
     ("Invalid date or datetime", "date invalide"),
 )
+
+
+def sites_file(settings: Settings) -> Path:
+    """The imported site directory (``sidep-helper sites import``), beside the configuration file."""
+    return settings.config_file.parent / "sites.toml"
+
+
+def _load_site_directory(settings: Settings) -> None:
+    values = _read(sites_file(settings))
+    if values is None:
+        return
+    try:
+        settings.site_directory = parse_sites(values.get("sites", {}))
+    except SiteError as exc:
+        raise ConfigError(f"{sites_file(settings)} : {exc}") from None
+    settings.sites = {f: s.name for f, s in settings.site_directory.items()}
 
 
 def toml_error_fr(path: Path, exc: tomllib.TOMLDecodeError) -> str:
@@ -363,9 +382,11 @@ def _apply(settings: Settings, values: dict[str, Any], where: Path) -> None:
         settings.allowed_origins = frozenset(o.rstrip("/") for o in origins)
     if "sites" in values:
         sites = values["sites"]
-        if not isinstance(sites, dict) or not all(isinstance(v, str) for v in sites.values()):
-            raise fail("sites", "une table FINESS = \"nom du site\"")
-        settings.sites = {str(k).upper(): v for k, v in sites.items()}
+        try:
+            settings.site_directory.update(parse_sites(sites))
+        except SiteError as exc:
+            raise ConfigError(f"{where} : {exc}") from None
+        settings.sites = {f: s.name for f, s in settings.site_directory.items()}
     if "sources" in values:
         settings.imap_sources = _imap_sources(values["sources"], where)
     for key in values:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from helper import __version__
+from helper.cli import directory, dispatchcmd, reportcmd
 from helper.cli.french import FrenchParser, install, positive_int
 from helper.config import ConfigError, Settings, load
 
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     e = audit_sub.add_parser("export", help="exporter le journal au format CSV")
     e.add_argument("--since", help="date de début (AAAA-MM-JJ)")
     e.add_argument("--output", "-o", help="fichier de sortie (par défaut : la sortie standard)")
+    directory.register(sub)
+    dispatchcmd.register(sub)
+    reportcmd.register(sub)
     return parser
 
 
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "ingest": cmd_ingest, "search": cmd_search, "status": cmd_status, "serve": cmd_serve,
         "config": cmd_config, "token": cmd_token, "purge": cmd_purge, "audit": cmd_audit,
+        "check-annuaire": directory.cmd_check_annuaire, "sites": directory.cmd_sites,
+        "dispatch": dispatchcmd.cmd_dispatch, "report": reportcmd.cmd_report,
     }[args.command]
     try:
         return handler(args, settings)
@@ -233,7 +239,7 @@ def verification_note(verification: dict[str, Any] | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from helper.index import imapstate
+    from helper.index import dispatchjournal, imapstate
 
     store = _open_readonly(settings)
     if store is None:
@@ -241,12 +247,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             "data_dir": str(settings.data_dir),
             "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
             "expired": 0, "quarantine_bytes": 0, "quarantine_evicted": 0,
-            "last_ingest": None, "quarantine": [], "imap": [],
+            "last_ingest": None, "quarantine": [], "imap": [], "dispatch": {"counts": {}, "unassigned": []},
         }
     else:
         try:
             status = {"data_dir": str(settings.data_dir), **store.counts(), "last_ingest": store.meta("last_ingest"),
-                      "quarantine": store.quarantined(), "imap": imapstate.statuses(store)}
+                      "quarantine": store.quarantined(), "imap": imapstate.statuses(store),
+                      "dispatch": dispatchjournal.summary(store)}
         finally:
             store.close()
     status["quarantine_max_mb"] = settings.quarantine_max_mb
@@ -273,6 +280,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Certificats transférés refusés : si l'expéditeur nommé est une boîte du laboratoire, ajoutez-le à "
               "« trusted_forwarders » dans le fichier de configuration, puis relancez l'indexation.")
     _print_imap(status["imap"])
+    if status["dispatch"]["counts"]:
+        d = status["dispatch"]["counts"]
+        print(f"Répartition vers les sites : {d.get('done', 0)} copié(s), {d.get('unassigned', 0)} à affecter, "
+              f"{d.get('retry', 0)} à réessayer (détail : sidep-helper dispatch list)")
     return 0
 
 

@@ -7,6 +7,8 @@ What happens, step by step:
 3. the token, the audit trail and the index are created if missing; uploads a crash left in the
    spool are deleted when the application starts;
 4. the watcher catches up with the watched folders, then follows them; the purge runs every day;
+   when a site of the directory has an output folder, the dispatch (``dispatch``) runs every 10 s in
+   its own thread and its own connection to the index;
 5. the API is served (``api.server``: our own answers for errors aiohttp's parser raises) until
    SIGTERM/SIGINT, then the watcher lets an ingest in progress commit and everything closes.
 """
@@ -35,6 +37,7 @@ from helper.service.token import read_or_create, token_path
 
 log = logging.getLogger("sidep_helper")
 PURGE_EVERY_SECONDS = 24 * 3600
+DISPATCH_EVERY_SECONDS = 10  # a pass costs one query when nothing is new
 
 
 class PortBusy(Exception):
@@ -181,6 +184,8 @@ async def _start_background(app: web.Application) -> None:
     if watcher is not None:
         await asyncio.get_running_loop().run_in_executor(None, watcher.start)
     app["purge_task"] = asyncio.create_task(_purge_daily(app))
+    if any(site.folder for site in app[CTX].settings.site_directory.values()):
+        app["dispatch_task"] = asyncio.create_task(_dispatch_loop(app[CTX].settings))
     app["imap"] = None
     settings = app[CTX].settings
     if settings.imap_sources:  # [[sources.imap]] (issue 10)
@@ -191,11 +196,12 @@ async def _start_background(app: web.Application) -> None:
 
 
 async def _stop_background(app: web.Application) -> None:
-    task = app.get("purge_task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("purge_task", "dispatch_task"):
+        task = app.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     if app.get("imap") is not None:
         await asyncio.get_running_loop().run_in_executor(None, app["imap"].stop)
     watcher = app["watcher"]
@@ -215,3 +221,25 @@ async def _purge_daily(app: web.Application) -> None:
         except Exception:  # noqa: BLE001 - a failed purge is logged and retried tomorrow
             log.exception("échec de la purge quotidienne")
         await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+def _dispatch_pass(settings: Settings) -> None:
+    from helper.service import dispatch
+
+    store = Store(settings.data_dir)
+    try:
+        report = dispatch.run_once(store, settings)
+    finally:
+        store.close()
+    if report.done or report.unassigned or report.retry:
+        log.info("répartition : %d copié(s), %d à affecter, %d à réessayer",
+                 len(report.done), len(report.unassigned), len(report.retry))
+
+
+async def _dispatch_loop(settings: Settings) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(_dispatch_pass, settings)
+        except Exception:  # noqa: BLE001 - logged (no patient data in it) and retried at the next pass
+            log.exception("échec de la répartition vers les sites")
+        await asyncio.sleep(DISPATCH_EVERY_SECONDS)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from helper.config import Settings
 from helper.index.store import Store
-from helper.service.api import certificates, messages, status
+from helper.service.api import certificates, messages, report, status
 from helper.service.api.context import CTX, Context
 from helper.service.api.errors import VERSION_HEADER, error, secure
 from helper.service.api.guards import allowed_hosts, guard, origin_allowed, well_formed_origin
@@ -50,6 +50,7 @@ def make_app(settings: Settings, token: Callable[[], str], *, audit: Audit | Non
     app.router.add_delete("/api/v1/certificates/{id}/delivered", certificates.undo_delivered)
     app.router.add_post("/api/v1/messages", messages.ingest_message)
     app.router.add_get("/api/v1/status", status.status, allow_head=False)
+    app.router.add_get("/api/v1/report", report.daily, allow_head=False)
     app.router.add_get("/api/v1/openapi.json", status.openapi, allow_head=False)
     app.on_response_prepare.append(_secure_every_answer)
     app.on_startup.append(_sweep_uploads)

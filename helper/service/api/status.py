@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from helper import __version__
-from helper.index import imapstate
+from helper.index import dispatchjournal, imapstate
 from helper.index.store import Store
 from helper.service.api.context import CTX
 
@@ -31,7 +31,7 @@ async def status(request: web.Request) -> web.Response:
             "SELECT count(*) FROM certificates WHERE delivered_at IS NULL"
         ).fetchone()[0]
         return {"counts": counts, "quarantine": store.quarantined(), "last_ingest": store.meta("last_ingest"),
-                "imap": imapstate.statuses(store)}
+                "imap": imapstate.statuses(store), "dispatch": dispatchjournal.summary(store)}
 
     data = await ctx.read(collect)
     watcher = ctx.watcher
@@ -51,6 +51,7 @@ async def status(request: web.Request) -> web.Response:
             "quarantine_max_mb": ctx.settings.quarantine_max_mb,
             "sites": ctx.settings.sites,
             "imap": data["imap"],
+            "dispatch": data["dispatch"],
         }
     )
 
