@@ -25,7 +25,7 @@ import mailgen
 import pytest
 from pypdf import PdfReader
 
-from helper.service import printing
+from helper.service import printing, printing_cups, printing_windows
 from helper.service.printing import NoPrinterError, PrintError
 
 
@@ -141,7 +141,7 @@ def test_unreachable_scheduler_gives_no_printer_error(cups_pdf, certificate, mon
 def test_cups_clients_missing(monkeypatch, tmp_path, certificate) -> None:
     _, pdf = certificate
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(printing, "_FALLBACK_BIN", ())
+    monkeypatch.setattr(printing_cups, "_FALLBACK_BIN", ())
     with pytest.raises(NoPrinterError) as caught:
         printing.print_pdf(pdf, title=_title())
     assert "CUPS n'est pas installé" in caught.value.message
@@ -247,7 +247,7 @@ def test_only_pdf_is_printed(cups_pdf) -> None:
 # Windows: the GDI path cannot run here; fake pywin32 and pypdfium2 check the calls it makes
 # ----------------------------------------------------------------------------------------------------------------
 class _FakeWindows:
-    """Records what helper.service.printing asks of win32print, win32gui and pypdfium2."""
+    """Records what helper.service.printing (its Windows back end) asks of win32print, win32gui and pypdfium2."""
 
     def __init__(self, printers: list[str], default: str | None, pages: int = 2) -> None:
         self.printers = printers
@@ -360,7 +360,7 @@ def windows(monkeypatch) -> _FakeWindows:
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(printing, "_system", lambda: "windows")
     monkeypatch.setattr(
-        printing, "_win_blit", lambda hdc, bitmap, x, y, w, h: fake.calls.append(("blit", hdc, bitmap.width, x, y, w, h))
+        printing_windows, "_win_blit", lambda hdc, bitmap, x, y, w, h: fake.calls.append(("blit", hdc, bitmap.width, x, y, w, h))
     )
     return fake
 

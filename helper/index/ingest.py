@@ -4,6 +4,13 @@ Worker processes read and parse messages and write PDFs into the content-address
 the main process alone writes the database, in batched transactions that also record how far
 each file was read. Killing the process at any moment loses nothing: an uncommitted batch is
 simply read again on the next run, and the store recognises anything it already holds.
+
+1. the files found are planned: unchanged ones skipped, a grown mbox resumed from its stored offset;
+2. their items are parsed inline (small runs) or in the budgeted worker pool (``helper.index.worker``);
+3. the results are recorded in batches (``COMMIT_EVERY_ITEMS`` / ``COMMIT_EVERY_SECONDS``) with the
+   resume points; a message cut short in a file still being written is deferred, not quarantined.
+
+A message pushed by an extension or read from IMAP goes through ``helper.index.pushed``.
 """
 
 from __future__ import annotations
@@ -14,12 +21,23 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helper.index import lifecycle, quarantine
-from helper.index.budget import parse_budget, parse_within_budget
+from helper.index import lifecycle
+from helper.index.budget import parse_budget
 from helper.index.progress import Progress
-from helper.index.store import BlobStore, FileState, Store
-from helper.parse.message import Outcome, ParseConfig, parse_message
-from helper.parse.pdfcert import certificate_from_pdf
+from helper.index.pushed import MessageOutcome, ingest_message  # noqa: F401 - re-exported (API, IMAP sync)
+from helper.index.store import FileState, Store
+from helper.index.worker import (  # noqa: F401 - re-exported (benchmarks, IMAP sync)
+    ERROR,
+    MAX_READ,
+    SMALL_ITEM_BYTES,
+    Item,
+    Result,
+    _given_up,
+    _init_worker,
+    _process_or_mark,
+    _small_item,
+    process_item,
+)
 from helper.parse.trust import BARCODE_OVERRIDES, RECHECK_REASONS, TrustPolicy
 from helper.sources.files import (
     EML,
@@ -29,7 +47,6 @@ from helper.sources.files import (
     Found,
     discover,
     mbox_spans,
-    read_mbox_message,
     starts_message,
     tail_fingerprint,
 )
@@ -39,25 +56,6 @@ POOL_MIN_ITEMS = 200
 COMMIT_EVERY_ITEMS = 2000
 COMMIT_EVERY_SECONDS = 2.0
 IN_PROGRESS = -1  # file size recorded while a file is only partly read
-ERROR = "error"  # an item standing for a file that could not be read
-MAX_READ = 50 * 1024 * 1024
-#: Items carrying more bytes than this are only sent to an idle worker (see ``helper.index.pool``).
-SMALL_ITEM_BYTES = 16 * 1024
-@dataclass
-class Item:
-    """One unit of parsing work: a whole file, or one message cut from an mbox."""
-
-    path: str
-    kind: str
-    item: str = ""  # "" for a whole file, "@offset" for an mbox message
-    data: bytes | None = None  # error detail; workers read files (and mbox messages) themselves
-    size: int = 0
-
-
-@dataclass
-class Result:
-    item: Item
-    outcomes: list[Outcome]
 
 
 @dataclass
@@ -87,73 +85,6 @@ class Report:
             out["expired"] = self.expired
         return out
 
-
-# --- worker side -----------------------------------------------------------------------------
-
-_worker_config: ParseConfig | None = None
-_worker_blobs: BlobStore | None = None
-_worker_expire_before: str | None = None
-
-
-def _init_worker(blob_root: str, trusted: TrustPolicy, expire_before: str | None = None) -> None:
-    global _worker_config, _worker_blobs, _worker_expire_before
-    _worker_config = ParseConfig(trust=trusted)
-    _worker_blobs = BlobStore(Path(blob_root))
-    _worker_expire_before = expire_before
-
-
-def process_item(item: Item) -> Result:
-    """Parse one item and store its PDFs. Runs in a worker process (or inline)."""
-    assert _worker_config is not None and _worker_blobs is not None
-    if item.kind == ERROR:
-        detail = (item.data or b"").decode("utf-8", "replace")
-        return Result(item, [Outcome("quarantined", reason="unreadable", detail=detail)])
-    try:
-        if item.kind == PDF and not _certificate_pdf_name(item.path):
-            # Any other PDF (an invoice in Downloads) is not even read, however big.
-            return Result(item, [Outcome("ignored")])
-        data = item.data
-        if data is None and item.kind == MBOX:
-            data = read_mbox_message(item.path, int(item.item[1:]), int(item.item[1:]) + item.size)
-        elif data is None:
-            with open(item.path, "rb") as fh:
-                data = fh.read(MAX_READ + 1)
-            if len(data) > MAX_READ:
-                return Result(item, [Outcome("quarantined", reason="too_large", detail=f"fichier > {MAX_READ} octets")])
-        if item.kind == PDF:
-            outcomes = [_pdf_outcome(item.path, data, _worker_config.trust)]
-        else:
-            outcomes = parse_message(data, _worker_config)
-    except OSError as exc:
-        outcomes = [Outcome("quarantined", reason="unreadable", detail=f"{type(exc).__name__}: {exc.strerror or exc}")]
-    except Exception as exc:  # noqa: BLE001 - one bad message must never stop the run
-        outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
-    for outcome in outcomes:
-        cert = outcome.certificate
-        if cert is not None and cert.pdf is not None and cert.pdf_sha256:
-            if not lifecycle.is_expired(cert, _worker_expire_before):  # an expired one is not kept
-                _worker_blobs.put(cert.pdf_sha256, cert.pdf)
-            cert.pdf = None  # do not ship the bytes back to the main process
-    item.data = None
-    return Result(item, outcomes)
-
-
-def _certificate_pdf_name(path: str) -> bool:
-    from helper.parse import sidep
-
-    return sidep.FILENAME_RE.match(os.path.basename(path)) is not None
-
-
-def _pdf_outcome(path: str, data: bytes, policy: TrustPolicy) -> Outcome:
-    from helper.parse.pdftext import extract
-
-    name = os.path.basename(path)
-    if not _certificate_pdf_name(path):
-        return Outcome("ignored")
-    verify = policy.verify_barcodes
-    info = extract(data, barcodes=verify, trust_list=policy.barcode_trust_list) if data.startswith(b"%PDF-") else None
-    return certificate_from_pdf(name, data, info.text if info else None, info.created if info else None,
-                                policy=policy, barcodes=info.barcodes if info else None)
 
 
 # --- main side ---------------------------------------------------------------------------------
@@ -439,19 +370,6 @@ class Ingester:
         return expired > 0 and expired == len(res.outcomes)
 
 
-def _process_or_mark(item: Item) -> Result:
-    return Result(item, []) if item.item == "end" else process_item(item)
-
-
-def _small_item(item: Item) -> bool:
-    return item.data is None or len(item.data) <= SMALL_ITEM_BYTES
-
-
-def _given_up(item: Item, reason: str, detail: str) -> Result:
-    """The result of a message whose worker was stopped (over budget) or died while parsing it."""
-    item.data = None
-    return Result(item, [Outcome("quarantined", reason=reason, detail=detail)])
-
 
 def _source_name(kind: str) -> str:
     return {EML: "eml", MBOX: "mbox", MAILDIR: "maildir", PDF: "pdf"}.get(kind, kind)
@@ -461,61 +379,3 @@ def _now() -> str:
     from helper.index.store import now_iso
 
     return now_iso()
-
-
-@dataclass
-class MessageOutcome:
-    """What became of one pushed message (API): the public answer of ``POST /messages``."""
-
-    status: str  # new, duplicate, ignored, quarantined, expired
-    certificate_id: int | None = None
-    reason: str | None = None
-    detail: str = ""
-
-
-def ingest_message(
-    store: Store,
-    raw: bytes,
-    trusted: TrustPolicy | frozenset[str],
-    source: str = "api",
-    *,
-    retention_days: int | None = None,
-    quarantine_max_mb: int = quarantine.DEFAULT_MAX_MB,
-) -> list[MessageOutcome]:
-    """Ingest one raw message pushed by an extension, as a file would be.
-
-    A message that cannot be used is kept under ``quarantine/`` in the data directory (0600,
-    named by its hash, the folder capped at ``quarantine_max_mb``) so that nothing is lost, and
-    listed with its reason. A certificate already past ``retention_days`` is not stored
-    (``expired``). A certificate's PDF is written only when its row is kept (not for a duplicate).
-    """
-    if len(raw) > MAX_READ:
-        outcomes = [Outcome("quarantined", reason="too_large", detail=f"message > {MAX_READ} octets")]
-    else:
-        outcomes = parse_within_budget(raw, TrustPolicy.of(trusted))
-    expire_before = lifecycle.cutoff(retention_days) if retention_days else None
-    answers: list[MessageOutcome] = []
-    with store.transaction():
-        for outcome in outcomes:
-            cert = outcome.certificate
-            if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
-                assert retention_days is not None
-                lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
-                answers.append(MessageOutcome("expired"))
-            elif outcome.status == "certificate" and cert is not None:
-                pdf, cert.pdf = cert.pdf, None
-                status, cert_id = store.add(cert, source, None)
-                if pdf is not None and cert.pdf_sha256 and store.db.execute(
-                    "SELECT 1 FROM certificates WHERE pdf_sha256 = ? LIMIT 1", (cert.pdf_sha256,)
-                ).fetchone():
-                    store.blobs.put(cert.pdf_sha256, pdf)  # before the commit: a kill leaves an orphan, never a hole
-                answers.append(MessageOutcome(status, cert_id))
-            elif outcome.status == "quarantined":
-                kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
-                store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
-                answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
-            else:
-                answers.append(MessageOutcome("ignored"))
-    lifecycle.remove_if_unused(store, store.dropped_pdfs)
-    store.dropped_pdfs.clear()
-    return answers

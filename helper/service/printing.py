@@ -23,38 +23,37 @@ Errors: ``PrintError.message`` is French and can be shown to the secretary as is
 ``NoPrinterError`` (a subclass) means that there is nothing to print on (print system missing or
 stopped, printer unknown or refusing jobs, no default printer): the API answers 503 with it. The
 technical detail, if any, is in ``.detail`` (for the logs, English, no patient data).
+
+This module chooses the printer and checks the job; the back ends are ``printing_cups`` and
+``printing_windows``, the errors ``printing_errors``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from typing import Any
+
+from helper.service.printing_cups import (  # noqa: F401 - TIMEOUT re-exported
+    TIMEOUT,
+    _cups_print,
+    _cups_state,
+    _Queue,
+)
+from helper.service.printing_errors import _CUPS_HELP, NoPrinterError, PrintError
+from helper.service.printing_windows import (  # noqa: F401 - WINDOWS_MAX_DPI re-exported
+    WINDOWS_MAX_DPI,
+    _win_default,
+    _win_print,
+    _win_printers,
+)
+
+__all__ = ["NoPrinterError", "PrintError", "default_printer", "describe", "print_pdf", "printers", "select_printer"]
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 15.0  # seconds, for every call to the spooler
-WINDOWS_MAX_DPI = 300  # rendering resolution cap on Windows (an A4 page at 300 dpi is about 35 MB in memory)
 _TITLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CUPS_HELP = "Contactez le service informatique."
-
-
-class PrintError(Exception):
-    """Printing failed; ``message`` is French and safe to show to a secretary."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-
-
-class NoPrinterError(PrintError):
-    """No printer to print on (not installed, not running, unknown, refusing jobs, no default)."""
 
 
 def _system() -> str:
@@ -192,272 +191,3 @@ def _available(names: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CUPS (Linux, macOS)
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class _Queue:
-    accepting: bool = True
-    enabled: bool = True
-    reason: str = ""
-
-
-@dataclass
-class _CupsState:
-    default: str | None = None
-    queues: dict[str, _Queue] = field(default_factory=dict)
-
-
-_NOT_INSTALLED = (
-    "Le système d'impression CUPS n'est pas installé sur ce poste (commande « {tool} » introuvable). "
-    + _CUPS_HELP
-)
-_NOT_RUNNING = (
-    "Le service d'impression (CUPS) ne répond pas : il est arrêté ou injoignable. Redémarrez le poste ; "
-    "si le problème persiste, contactez le service informatique."
-)
-_FALLBACK_BIN = ("/usr/bin", "/usr/local/bin", "/opt/homebrew/bin")  # when PATH is minimal (services)
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in _FALLBACK_BIN:
-        candidate = os.path.join(folder, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise NoPrinterError(_NOT_INSTALLED.format(tool=name), f"{name} not found in PATH")
-
-
-def _cups_env() -> dict[str, str]:
-    # the process environment (CUPS_SERVER, LPDEST, PRINTER, HOME for lpoptions…) with stable English output
-    env = dict(os.environ)
-    env["LC_ALL"] = "C"
-    env["LANG"] = "C"
-    return env
-
-
-def _cups_run(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    command = [_tool(args[0]), *args[1:]]
-    try:
-        return subprocess.run(
-            command, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True, env=_cups_env(), timeout=TIMEOUT, check=False,
-        )
-    except FileNotFoundError as exc:
-        raise NoPrinterError(_NOT_INSTALLED.format(tool=args[0]), str(exc)) from exc
-    except subprocess.TimeoutExpired as exc:
-        if args[0] == "lp":
-            raise PrintError(
-                f"Le service d'impression n'a pas répondu à temps ({TIMEOUT:.0f} s). Vérifiez la file "
-                f"d'impression avant de relancer, pour ne pas imprimer le certificat deux fois.",
-                f"lp timed out after {TIMEOUT} s",
-            ) from exc
-        raise NoPrinterError(_NOT_RUNNING, f"{args[0]} timed out after {TIMEOUT} s") from exc
-    except OSError as exc:
-        raise NoPrinterError(_NOT_INSTALLED.format(tool=args[0]), str(exc)) from exc
-
-
-_ACCEPTING = re.compile(r"^(\S+) (not )?accepting requests")
-_PRINTER = re.compile(r"^printer (\S+) ")
-_DEFAULT = re.compile(r"^system default destination: (\S+)")
-_DEFAULT_MISSING = re.compile(r"names non-existent destination \"([^\"]*)\"")
-
-
-def _cups_state() -> _CupsState:
-    proc = _cups_run(["lpstat", "-r", "-d", "-a", "-p"])
-    out = proc.stdout.decode("utf-8", "replace")
-    err = proc.stderr.decode("utf-8", "replace")
-    first = out.splitlines()[0] if out else ""
-    if first != "scheduler is running":
-        raise NoPrinterError(_NOT_RUNNING, (first or err).strip())
-    state = _CupsState()
-    missing = _DEFAULT_MISSING.search(out) or _DEFAULT_MISSING.search(err)
-    if missing:  # $PRINTER / $LPDEST / lpoptions name a destination that does not exist
-        state.default = missing.group(1)
-    last: _Queue | None = None
-    for line in out.splitlines()[1:]:
-        if line.startswith(("\t", " ")):
-            if last is not None and not last.reason:
-                last.reason = line.strip()
-            continue
-        last = None
-        if match := _DEFAULT.match(line):
-            state.default = match.group(1)
-        elif match := _ACCEPTING.match(line):
-            last = state.queues.setdefault(match.group(1), _Queue())
-            last.accepting = not match.group(2)
-        elif match := _PRINTER.match(line):
-            last = state.queues.setdefault(match.group(1), _Queue())
-            last.enabled = " disabled since " not in line
-    return state
-
-
-_REQUEST_ID = re.compile(r"request id is (\S+)")
-
-
-def _cups_print(data: bytes, name: str, title: str) -> str:
-    proc = _cups_run(
-        ["lp", "-d", name, "-t", title, "-o", "document-format=application/pdf", "-"], stdin=data
-    )
-    out = proc.stdout.decode("utf-8", "replace")
-    err = proc.stderr.decode("utf-8", "replace").strip()
-    match = _REQUEST_ID.search(out)
-    if proc.returncode == 0 and match:
-        log.info("print job %s queued on %s (%d bytes)", match.group(1), name, len(data))
-        return match.group(1)
-    detail = f"lp exited {proc.returncode}: {err or out.strip()}"
-    lowered = err.lower()
-    if "not accepting" in lowered:
-        raise NoPrinterError(f"L'imprimante « {name} » refuse les impressions pour le moment. {_CUPS_HELP}", detail)
-    if "does not exist" in lowered or "not found" in lowered:
-        raise NoPrinterError(f"L'imprimante « {name} » n'existe plus sur ce poste. {_CUPS_HELP}", detail)
-    if "scheduler" in lowered or "connect" in lowered:
-        raise NoPrinterError(_NOT_RUNNING, detail)
-    raise PrintError(f"L'impression sur « {name} » a échoué. {_CUPS_HELP}", detail)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Windows (GDI)
-# ----------------------------------------------------------------------------------------------------------------
-_PRINTER_ENUM_LOCAL = 2
-_PRINTER_ENUM_CONNECTIONS = 4
-# GetDeviceCaps indexes
-_LOGPIXELSX, _LOGPIXELSY = 88, 90
-_PHYSICALWIDTH, _PHYSICALHEIGHT = 110, 111
-_PHYSICALOFFSETX, _PHYSICALOFFSETY = 112, 113
-
-_NO_WIN32 = (
-    "Les composants d'impression de sidep-helper (pywin32, pypdfium2) sont absents : réinstallez "
-    "sidep-helper. " + _CUPS_HELP
-)
-
-
-def _win_modules() -> tuple[Any, Any]:
-    # win32gui, not win32ui: win32ui needs MFC (mfc140u.dll), which neither pywin32's wheel nor the
-    # installers ship (it comes with the Visual C++ redistributable, absent from many PCs)
-    try:
-        import win32gui
-        import win32print
-    except ImportError as exc:
-        raise NoPrinterError(_NO_WIN32, str(exc)) from exc
-    return win32print, win32gui
-
-
-def _win_printers() -> list[str]:
-    win32print, _ = _win_modules()
-    try:
-        found = win32print.EnumPrinters(_PRINTER_ENUM_LOCAL | _PRINTER_ENUM_CONNECTIONS, None, 4)
-    except Exception as exc:  # pywintypes.error: the spooler service is stopped
-        raise NoPrinterError(
-            "Le service d'impression de Windows (spouleur) ne répond pas. Redémarrez le poste. " + _CUPS_HELP,
-            repr(exc),
-        ) from exc
-    return sorted({p["pPrinterName"] for p in found})
-
-
-def _win_default() -> str | None:
-    win32print, _ = _win_modules()
-    try:
-        return win32print.GetDefaultPrinter() or None
-    except Exception:  # pywintypes.error when the user has no default printer
-        return None
-
-
-def _win_print(data: bytes, name: str, title: str) -> str:
-    try:
-        import pypdfium2
-    except ImportError as exc:
-        raise NoPrinterError(_NO_WIN32, str(exc)) from exc
-    win32print, win32gui = _win_modules()
-    try:
-        pdf = pypdfium2.PdfDocument(data)
-    except Exception as exc:
-        raise PrintError("Le certificat est illisible : impossible de l'imprimer.", repr(exc)) from exc
-    hdc = None
-    started = False
-    try:
-        hdc = win32gui.CreateDC("WINSPOOL", name, None)
-
-        def caps(index: int) -> int:
-            return win32print.GetDeviceCaps(hdc, index)
-
-        dpi_x, dpi_y = caps(_LOGPIXELSX), caps(_LOGPIXELSY)
-        sheet_w, sheet_h = caps(_PHYSICALWIDTH), caps(_PHYSICALHEIGHT)
-        off_x, off_y = caps(_PHYSICALOFFSETX), caps(_PHYSICALOFFSETY)
-        job = win32print.StartDoc(hdc, (title, None, None, 0))
-        started = True
-        for index in range(len(pdf)):
-            page = pdf[index]
-            try:
-                width_pt, height_pt = page.get_size()
-                # true size, shrunk only if the page is larger than the sheet; origin = sheet corner
-                fit = min(1.0, sheet_w / (width_pt / 72 * dpi_x), sheet_h / (height_pt / 72 * dpi_y))
-                dest_w = round(width_pt / 72 * dpi_x * fit)
-                dest_h = round(height_pt / 72 * dpi_y * fit)
-                scale = min(dpi_x, dpi_y, WINDOWS_MAX_DPI) / 72
-                bitmap = page.render(scale=scale, prefer_bgrx=True, optimize_mode="print")
-                try:
-                    win32print.StartPage(hdc)
-                    _win_blit(hdc, bitmap, -off_x, -off_y, dest_w, dest_h)
-                    win32print.EndPage(hdc)
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
-        win32print.EndDoc(hdc)
-        started = False
-        log.info("print job %s queued on %s (%d page(s))", job, name, len(pdf))
-        return str(job)
-    except PrintError:
-        raise
-    except Exception as exc:
-        raise PrintError(f"L'impression sur « {name} » a échoué. {_CUPS_HELP}", repr(exc)) from exc
-    finally:
-        if started and hdc is not None:
-            try:
-                win32print.AbortDoc(hdc)
-            except Exception:
-                log.warning("AbortDoc failed", exc_info=True)
-        if hdc is not None:
-            try:
-                win32gui.DeleteDC(hdc)
-            except Exception:
-                log.warning("DeleteDC failed", exc_info=True)
-        pdf.close()
-
-
-def _win_blit(hdc: int, bitmap: Any, x: int, y: int, width: int, height: int) -> None:
-    """Draw a pypdfium2 BGRx bitmap on the printer DC with StretchDIBits (top-down 32-bit DIB)."""
-    import ctypes
-    from ctypes import wintypes
-
-    class BITMAPINFOHEADER(ctypes.Structure):
-        _fields_ = [
-            ("biSize", wintypes.DWORD), ("biWidth", wintypes.LONG), ("biHeight", wintypes.LONG),
-            ("biPlanes", wintypes.WORD), ("biBitCount", wintypes.WORD), ("biCompression", wintypes.DWORD),
-            ("biSizeImage", wintypes.DWORD), ("biXPelsPerMeter", wintypes.LONG),
-            ("biYPelsPerMeter", wintypes.LONG), ("biClrUsed", wintypes.DWORD), ("biClrImportant", wintypes.DWORD),
-        ]
-
-    header = BITMAPINFOHEADER()
-    header.biSize = ctypes.sizeof(BITMAPINFOHEADER)
-    header.biWidth = bitmap.stride // 4  # rows are stride bytes long; the extra pixels are not drawn
-    header.biHeight = -bitmap.height  # negative: top-down rows, as pdfium renders them
-    header.biPlanes = 1
-    header.biBitCount = 32
-    header.biCompression = 0  # BI_RGB
-    gdi32 = ctypes.WinDLL("gdi32", use_last_error=True)
-    gdi32.StretchDIBits.argtypes = [
-        wintypes.HDC, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-        ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, wintypes.UINT, wintypes.DWORD,
-    ]
-    gdi32.StretchDIBits.restype = ctypes.c_int
-    gdi32.SetStretchBltMode(hdc, 4)  # HALFTONE: good downscaling of text
-    gdi32.SetBrushOrgEx(hdc, 0, 0, None)  # required after choosing HALFTONE
-    lines = gdi32.StretchDIBits(
-        hdc, x, y, width, height, 0, 0, bitmap.width, bitmap.height,
-        ctypes.cast(bitmap.buffer, ctypes.c_void_p), ctypes.byref(header), 0, 0x00CC0020,  # DIB_RGB_COLORS, SRCCOPY
-    )
-    if lines == 0:
-        raise OSError(ctypes.get_last_error(), "StretchDIBits failed")
