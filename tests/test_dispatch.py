@@ -46,6 +46,8 @@ def _journal(cli: Cli) -> dict[int, tuple[str, str | None]]:
     db = sqlite3.connect(cli.home / "index.sqlite3")
     try:
         return {r[0]: (r[1], r[2]) for r in db.execute("SELECT cert_id, state, target FROM dispatch_journal")}
+    except sqlite3.OperationalError:  # killed before its first transaction: no journal yet
+        return {}
     finally:
         db.close()
 

@@ -9,6 +9,8 @@ no patient data is read. For day D (local time, as the index stores it) and each
 - ``waiting``: certificates indexed on or before D, not superseded, not handed over (now), and the age in
   days of the oldest of them on D;
 - ``unassigned``: certificates currently « à affecter » (FINESS not in the site directory).
+
+:func:`waiting` lists the waiting certificates themselves, oldest first (the panel's « À remettre » tab).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from helper.index.store import Store
+from helper.index.store import Store, public
 
 FIELDS = ("received", "dispatched", "printed", "handed_over", "waiting", "oldest_waiting_days", "superseded",
           "unassigned")
@@ -58,3 +60,14 @@ def daily(store: Store, day: dt.date, site: str | None = None) -> dict[str, dict
         put(q("SELECT finess, COUNT(*) FROM dispatch_journal WHERE state = 'unassigned' GROUP BY finess"),
             "unassigned")
     return dict(sorted(out.items()))
+
+
+def waiting(store: Store, site: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """The « À remettre » list: certificates not handed over and not superseded (as ``waiting`` above),
+    oldest arrival first, for one site or all; ``total`` counts them all, ``results`` the first ``limit``."""
+    where = "superseded = 0 AND delivered_at IS NULL" + (" AND site_finess = ?" if site else "")
+    args: tuple[Any, ...] = (site,) if site else ()
+    total = store.db.execute(f"SELECT COUNT(*) FROM certificates WHERE {where}", args).fetchone()[0]
+    rows = store.db.execute(f"SELECT * FROM certificates WHERE {where} ORDER BY added_at, id LIMIT ?",
+                            (*args, limit)).fetchall()
+    return {"total": total, "results": [public(r) for r in rows]}

@@ -77,6 +77,14 @@ export class HelperClient {
     return this.#json("GET", `/api/v1/certificates?${params}`);
   }
 
+  /** The « À remettre » list: certificates not handed over, oldest first, and the site directory. */
+  async waiting({ site = "", limit = 100 } = {}) {
+    const params = new URLSearchParams();
+    if (site) params.set("site", site);
+    params.set("limit", String(limit));
+    return this.#json("GET", `/api/v1/report/waiting?${params}`);
+  }
+
   async certificate(id) {
     return this.#json("GET", `/api/v1/certificates/${certId(id)}`);
   }

@@ -96,6 +96,7 @@ export class PairedHelper {
   undoDelivered(id) { return this.call("undoDelivered", id); }
   pushMessage(bytes) { return this.call("pushMessage", bytes); }
   status() { return this.call("status"); }
+  waiting(query) { return this.call("waiting", query); }
 
   async call(method, ...args) {
     let loaded = await loadSettings(this.ext.storage);

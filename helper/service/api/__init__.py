@@ -51,6 +51,7 @@ def make_app(settings: Settings, token: Callable[[], str], *, audit: Audit | Non
     app.router.add_post("/api/v1/messages", messages.ingest_message)
     app.router.add_get("/api/v1/status", status.status, allow_head=False)
     app.router.add_get("/api/v1/report", report.daily, allow_head=False)
+    app.router.add_get("/api/v1/report/waiting", report.waiting, allow_head=False)
     app.router.add_get("/api/v1/openapi.json", status.openapi, allow_head=False)
     app.on_response_prepare.append(_secure_every_answer)
     app.on_startup.append(_sweep_uploads)
