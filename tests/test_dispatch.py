@@ -286,3 +286,26 @@ def test_site_printer_prints_each_certificate_once_and_never_twice_after_a_crash
             "unknown"
     finally:
         db.close()
+
+
+def test_a_retry_removes_the_temporary_file_a_failed_copy_left(cli: Cli, tmp_path: Path) -> None:
+    """A copy killed mid-write, then failed again (share read-only): the retry cleans up before copying."""
+    folder = tmp_path / "partage-a"
+    folder.mkdir()
+    spec = mailgen.random_spec(random.Random(41), finess=A)
+    cli.write_config(f'[sites."{A}"]\nname = "Bercy"\nfolder = "{folder}"\n')
+    mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(spec)])
+    cli.ingest(tmp_path / "mail")
+    [done] = _run(cli)["done"]
+    [final] = list(folder.iterdir())
+    final.unlink()
+    leftover = folder / f".{final.name}.4242.tmp"
+    leftover.write_bytes(mailgen.make_pdf(spec)[:100])
+    db = sqlite3.connect(cli.home / "index.sqlite3")
+    with db:
+        db.execute("UPDATE dispatch_journal SET state = 'retry', attempts = 2, next_try = '2000-01-01T00:00:00', "
+                   "last_error = 'copie impossible' WHERE cert_id = ?", (done,))
+    db.close()
+    assert _run(cli)["done"] == [done]
+    assert [p.name for p in folder.iterdir()] == [final.name]
+    assert final.read_bytes() == mailgen.make_pdf(spec)

@@ -247,7 +247,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             "data_dir": str(settings.data_dir),
             "certificates": 0, "superseded": 0, "pdf_only": 0, "files": 0, "quarantined": 0,
             "expired": 0, "quarantine_bytes": 0, "quarantine_evicted": 0,
-            "last_ingest": None, "quarantine": [], "imap": [], "dispatch": {"counts": {}, "unassigned": []},
+            "last_ingest": None, "quarantine": [], "imap": [], "dispatch": {"counts": {}, "unassigned": [], "unreachable": []},
         }
     else:
         try:
@@ -280,10 +280,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print("Certificats transférés refusés : si l'expéditeur nommé est une boîte du laboratoire, ajoutez-le à "
               "« trusted_forwarders » dans le fichier de configuration, puis relancez l'indexation.")
     _print_imap(status["imap"])
-    if status["dispatch"]["counts"]:
-        d = status["dispatch"]["counts"]
-        print(f"Répartition vers les sites : {d.get('done', 0)} copié(s), {d.get('unassigned', 0)} à affecter, "
-              f"{d.get('retry', 0)} à réessayer (détail : sidep-helper dispatch list)")
+    dispatchcmd.print_status(status["dispatch"], settings)
     return 0
 
 

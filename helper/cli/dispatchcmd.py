@@ -96,3 +96,17 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         store.close()
+
+
+def print_status(summary: dict[str, Any], settings: Settings) -> None:
+    """The dispatch lines of ``sidep-helper status``: counts, then each site whose folder cannot be written."""
+    d = summary["counts"]
+    if not d:
+        return
+    print(f"Répartition vers les sites : {d.get('done', 0)} copié(s), {d.get('unassigned', 0)} à affecter, "
+          f"{d.get('retry', 0)} à réessayer (détail : sidep-helper dispatch list)")
+    for row in summary.get("unreachable", []):
+        name = settings.sites.get(row["finess"] or "", "")
+        when = (row["next_try"] or "").replace("T", " à ")
+        print(f"  - dossier du site {row['finess']}{f' ({name})' if name else ''} inaccessible : {row['error']} — "
+              f"{row['count']} certificat(s) en attente, prochain essai le {when}")

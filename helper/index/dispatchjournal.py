@@ -21,6 +21,7 @@ its own committed transaction → :func:`assign` moves an « à affecter » row 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
 from helper.index.store import Store, now_iso
@@ -77,7 +78,8 @@ def mark(store: Store, cert_id: int, state: str, *, target: str | None = None, e
         if state == "retry":
             attempts = store.db.execute("SELECT attempts FROM dispatch_journal WHERE cert_id = ?",
                                         (cert_id,)).fetchone()[0] + 1
-            delay = min(FIRST_DELAY * 2 ** (attempts - 1), MAX_DELAY)
+            first = float(os.environ.get("SIDEP_HELPER_TEST_RETRY_DELAY") or FIRST_DELAY)  # tests compress time
+            delay = min(first * 2 ** (attempts - 1), MAX_DELAY)
             store.db.execute(
                 "UPDATE dispatch_journal SET state = 'retry', attempts = ?, next_try = ?, last_error = ?, "
                 "updated_at = ? WHERE cert_id = ?",
@@ -130,10 +132,17 @@ def replay(store: Store, since: str, finess: str | None = None) -> int:
 
 
 def summary(store: Store) -> dict[str, Any]:
-    """For ``status`` (CLI and API): counts per state and the « à affecter » certificates (ids, FINESS)."""
+    """For ``status`` (CLI and API): counts per state, the « à affecter » certificates (ids, FINESS) and, per
+    site whose folder cannot be written, how many wait for a retry, the latest reason and the next try."""
     by_state = counts(store)
     unassigned = rows(store, "unassigned") if by_state.get("unassigned") else []
-    return {"counts": by_state, "unassigned": [{"id": r["cert_id"], "finess": r["finess"]} for r in unassigned]}
+    unreachable = store.db.execute(
+        "SELECT finess, COUNT(*), MAX(updated_at || char(31) || COALESCE(last_error, '')), MIN(next_try) "
+        "FROM dispatch_journal WHERE state = 'retry' GROUP BY finess ORDER BY finess").fetchall() \
+        if by_state.get("retry") else []
+    return {"counts": by_state, "unassigned": [{"id": r["cert_id"], "finess": r["finess"]} for r in unassigned],
+            "unreachable": [{"finess": r[0], "count": r[1], "error": r[2].split("\x1f", 1)[1] or None,
+                             "next_try": r[3]} for r in unreachable]}
 
 
 def mark_print(store: Store, cert_id: int, state: str | None, job: str | None = None) -> None:

@@ -18,12 +18,14 @@ What happens in one pass (:func:`run_once`):
 6. A site with a ``printer``: the job is recorded ``started`` before it is sent and ``done`` (with its
    job id) after, and the certificate marked printed; a ``started`` found after a crash becomes
    ``unknown`` and is never sent again by itself (a double paper copy is worse than a missing one).
-7. A folder that cannot be written (share down, read-only) → ``retry`` with the reason in French and a
-   growing delay (30 s, 1 min, … 1 h); nothing is lost, the next pass after the delay tries again.
+7. A folder that cannot be written (share down, read-only) → ``retry`` with the reason in French
+   (:func:`french_reason`) and a growing delay (30 s, 1 min, … 1 h); nothing is lost, the next pass after
+   the delay tries again (removing first the temporary file a failed or killed copy may have left).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -105,6 +107,32 @@ def _write(folder: Path, name: str, pdf: bytes, sha: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+_REASONS = {
+    errno.EACCES: "accès refusé (dossier en lecture seule ou droits insuffisants)",
+    errno.EPERM: "accès refusé (dossier en lecture seule ou droits insuffisants)",
+    errno.EROFS: "partage monté en lecture seule",
+    errno.ENOENT: "dossier introuvable",
+    errno.ENOTDIR: "dossier introuvable",
+    errno.ENOSPC: "plus de place sur le partage",
+    errno.EDQUOT: "quota du partage dépassé",
+    errno.EIO: "erreur d'entrée-sortie (partage déconnecté ?)",
+    errno.ETIMEDOUT: "partage injoignable (délai dépassé)",
+    errno.EHOSTDOWN: "serveur du partage éteint ou injoignable",
+    errno.EHOSTUNREACH: "serveur du partage injoignable",
+    errno.ENETUNREACH: "réseau injoignable",
+    errno.ESTALE: "partage déconnecté (descripteur périmé)",
+}
+
+
+def french_reason(exc: OSError) -> str:
+    """Why a copy failed, in French for IT (the system's own message is English on most servers)."""
+    if exc.errno in _REASONS:
+        return _REASONS[exc.errno]
+    if exc.errno:
+        return f"erreur système {errno.errorcode.get(exc.errno, exc.errno)}"
+    return str(exc)
+
+
 def _pause_for_tests() -> None:
     """Tests kill the process here (file in place, ``done`` not yet recorded): the worst moment."""
     pause = os.environ.get("SIDEP_HELPER_TEST_DISPATCH_PAUSE")
@@ -157,7 +185,7 @@ def run_once(store: Store, settings: Settings) -> Report:
                 continue
             if not folder.is_dir():
                 raise OSError(f"dossier inaccessible : {folder}")
-            if row["state"] == "started" and row["target"]:  # step 5
+            if row["state"] in ("started", "retry") and row["target"]:  # step 5 (also after a failed retry)
                 _cleanup(folder, row["target"])
                 if _sha(folder / row["target"]) == sha:
                     journal.mark(store, cert_id, "done")
@@ -175,7 +203,7 @@ def run_once(store: Store, settings: Settings) -> Report:
             journal.mark(store, cert_id, "retry", error=f"impression impossible sur {site.printer} : {exc.message}")
             report.retry.append(cert_id)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = french_reason(exc)
             journal.mark(store, cert_id, "retry", error=f"copie impossible dans {folder} : {reason}")
             report.retry.append(cert_id)
     return report

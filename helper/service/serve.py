@@ -242,4 +242,4 @@ async def _dispatch_loop(settings: Settings) -> None:
             await asyncio.to_thread(_dispatch_pass, settings)
         except Exception:  # noqa: BLE001 - logged (no patient data in it) and retried at the next pass
             log.exception("échec de la répartition vers les sites")
-        await asyncio.sleep(DISPATCH_EVERY_SECONDS)
+        await asyncio.sleep(float(os.environ.get("SIDEP_HELPER_TEST_DISPATCH_EVERY") or DISPATCH_EVERY_SECONDS))
