@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 import sqlite3
 import time
@@ -44,15 +45,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     trust = bg.write_trust_list(root / "liste-de-confiance", SIGNER)
     rng = random.Random(5)
     old, new, done, other = (recent_spec(rng, finess=f) for f in (A, A, A, B))
+    reissue = mailgen.random_spec(rng, finess=A, dossier=new.dossier, sampled_at=new.sampled_at,  # supersedes « new »
+                                  integrated_at=new.integrated_at + dt.timedelta(hours=2), last_name=new.last_name,
+                                  first_name=new.first_name, birth_date=new.birth_date)
     mismatch = bg.spec_for(11, finess=A, last_name="D'ALMEIDA")
-    messages = [mailgen.make_message(s) for s in (old, new, done, other)]
+    messages = [mailgen.make_message(s) for s in (old, new, done, other, reissue)]
     messages.append(mailgen.make_message(replace(mismatch, sex="M"), pdf=bg.certificate_pdf(mismatch, SIGNER)))
     mailgen.write_eml(root / "mail", messages)
     port = free_port()
     cli = Cli(home)
     cli.write_config(f'port = {port}\nwatch_downloads = false\nwatch_thunderbird = false\nprinter = "{cups.queue}"\n'
                      f'barcode_trust_list = {json.dumps(str(trust))}\n[sites]\n"{A}" = "Bercy"\n"{B}" = "Nation"\n')
-    assert cli.ingest(root / "mail")["new"] == 5
+    assert cli.ingest(root / "mail")["new"] == 6
     # Arrival days: old 3 days ago, mismatch 2, new today; « done » already handed over.
     today = dt.date.today()
     db = sqlite3.connect(home / "index.sqlite3")
@@ -63,6 +67,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     db.close()
     store = Store(home)
     try:
+        [superseded] = [r[0] for r in store.db.execute(
+            "SELECT id FROM certificates WHERE dossier = ? AND superseded = 1", (new.dossier,))]
         store.mark_delivered(store.db.execute("SELECT id FROM certificates WHERE dossier = ?",
                                               (done.dossier,)).fetchone()[0], "AB")
     finally:
@@ -72,6 +78,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         wait_healthy(port, proc)
         yield {"cli": cli, "port": port, "token": cli.run("token").stdout.strip(), "cups": cups,
                "order": [old.dossier, mismatch.dossier, new.dossier], "other": other.dossier, "log": root / "serve.log",
+               "superseded": superseded,
                "names": [s.last_name for s in (old, new, done, other, mismatch)]}
     finally:
         proc.terminate()
@@ -96,6 +103,7 @@ def test_waiting_api_lists_a_site_oldest_first_as_the_contract_says(setup: dict[
     assert [c["dossier"] for c in body["results"]] == setup["order"]
     assert (body["site"], body["name"], body["total"]) == (A, "Bercy", 3)
     assert {c["site_name"] for c in body["results"]} == {"Bercy"}
+    assert setup["superseded"] not in [c["id"] for c in body["results"]]  # replaced by its re-issue
     assert body["sites"] == [{"finess": A, "name": "Bercy"}, {"finess": B, "name": "Nation"}]
     status, every = _get(setup, "")
     assert status == 200 and every["site"] is None and every["total"] == 4
@@ -158,6 +166,8 @@ def test_tab_lists_the_sites_waiting_certificates_and_acts_on_them(setup: dict[s
     assert page.locator("#waiting-summary").text_content() == "3 certificat(s) à remettre, du plus ancien au plus récent"
     assert page.evaluate("chrome.storage.local.get('site')") == {"site": A}
     assert page.locator("#only-site-label").text_content() == f"Mon site seulement ({A})"
+    if os.environ.get("SIDEP_SCREENSHOTS") == "1":
+        page.screenshot(path=str(browser.EXTENSION / "screenshots" / "panel-waiting.png"))
     first, mismatch = (page.locator("#waiting-list .result").nth(i) for i in (0, 1))
     assert mismatch.locator(".verification-label").text_content() == \
         "ATTENTION : le code-barres signé ne correspond pas au courriel"
@@ -206,4 +216,4 @@ def test_tab_lists_the_sites_waiting_certificates_and_acts_on_them(setup: dict[s
     # Nothing of the patients in the service's log.
     log = setup["log"].read_text(encoding="utf-8", errors="replace")
     assert not any(name in log for name in setup["names"]) and "Traceback" not in log
-    assert cli.status()["certificates"] == 5
+    assert cli.status()["certificates"] == 6
