@@ -109,4 +109,5 @@ def declare_host(profile: Path, home: Path) -> Path:
 
 
 def results(page: Any) -> list[str]:
-    return [page.locator(".result .last-name").nth(i).text_content() for i in range(page.locator(".result").count())]
+    found = page.locator("#results .result")  # the search results (not the « À remettre » tab)
+    return [found.nth(i).locator(".last-name").text_content() for i in range(found.count())]

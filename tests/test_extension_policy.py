@@ -77,6 +77,13 @@ def test_managed_address_and_site_win_and_are_read_only(tmp_path: Path, helper: 
                 assert panel.get_attribute("#message", "data-code") is None, panel.text_content("#message-text")
                 assert panel.is_visible("#site-filter") and SITE in panel.text_content("#only-site-label")
                 assert results(panel) == ["APPAIRE"], "only the managed site's certificates"
+                # « À remettre »: the managed site, no choice offered
+                panel.click("#tab-waiting")
+                panel.wait_for_function("() => document.body.dataset.waitingReady && "
+                                        "document.querySelector('#waiting-summary').dataset.state !== 'busy'")
+                assert not panel.is_visible("#waiting-site-box")
+                assert panel.text_content("#waiting-site-label") == f"Site : {SITE}"
+                assert panel.locator("#waiting-list .result .last-name").all_text_contents() == ["APPAIRE"]
                 panel.close()
         finally:
             policy.unlink(missing_ok=True)
