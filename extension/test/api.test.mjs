@@ -48,6 +48,19 @@ test("connection refused is helper_not_running", async () => {
   assert.equal(error.code, "helper_not_running");
 });
 
+test("waiting asks for one site's list (or all sites' without a site), token in the header", async () => {
+  const fetch = fakeFetch(() => helperResponse(200, { site: "750712184", name: "", total: 0, results: [], sites: [] }));
+  await client(fetch).waiting({ site: "750712184", limit: 200 });
+  await client(fetch).waiting();
+  const [one, all] = fetch.calls.map((c) => new URL(c.url));
+  assert.equal(one.pathname, "/api/v1/report/waiting");
+  assert.equal(one.searchParams.get("site"), "750712184");
+  assert.equal(one.searchParams.get("limit"), "200");
+  assert.equal(all.searchParams.has("site"), false);
+  assert.equal(all.searchParams.get("limit"), "100");
+  assert.equal(fetch.calls[0].init.headers.Authorization, "Bearer secret-token");
+});
+
 test("a helper that never answers times out as helper_not_running", async () => {
   const fetch = (url, init) => new Promise((_, reject) => {
     init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
