@@ -104,6 +104,8 @@ def test_waiting_api_lists_a_site_oldest_first_as_the_contract_says(setup: dict[
     assert (body["site"], body["name"], body["total"]) == (A, "Bercy", 3)
     assert {c["site_name"] for c in body["results"]} == {"Bercy"}
     assert setup["superseded"] not in [c["id"] for c in body["results"]]  # replaced by its re-issue
+    received = [c["received_at"][:10] for c in body["results"]]
+    assert received == [(dt.date.today() - dt.timedelta(days=n)).isoformat() for n in (3, 2, 0)]
     assert body["sites"] == [{"finess": A, "name": "Bercy"}, {"finess": B, "name": "Nation"}]
     status, every = _get(setup, "")
     assert status == 200 and every["site"] is None and every["total"] == 4
@@ -172,6 +174,9 @@ def test_tab_lists_the_sites_waiting_certificates_and_acts_on_them(setup: dict[s
     assert mismatch.locator(".verification-label").text_content() == \
         "ATTENTION : le code-barres signé ne correspond pas au courriel"
     assert first.locator(".site").text_content() == f"{A} (Bercy)"
+    three_days = (dt.date.today() - dt.timedelta(days=3)).strftime("%d/%m/%Y")
+    assert first.locator(".received").text_content() == f"{three_days} (il y a 3 jours)"
+    assert page.locator("#waiting-list .result .received").nth(2).text_content().endswith("(aujourd'hui)")
     # ↓ from the tab to the oldest, Entrée prints it; it stays (printed, not handed over).
     page.focus("#tab-waiting")
     page.keyboard.press("ArrowDown")
@@ -213,6 +218,9 @@ def test_tab_lists_the_sites_waiting_certificates_and_acts_on_them(setup: dict[s
     page.locator("#waiting-list .result").first.focus()
     page.keyboard.press("d")
     assert page.locator("#search-panel").is_visible() and page.input_value("#q") == "d"
+    page.wait_for_function("() => document.querySelector('#summary').dataset.state !== 'busy'")
+    assert page.locator("#results .result").count() > 0
+    assert not page.locator("#results .received-trait").first.is_visible()  # a search result says no arrival
     # Nothing of the patients in the service's log.
     log = setup["log"].read_text(encoding="utf-8", errors="replace")
     assert not any(name in log for name in setup["names"]) and "Traceback" not in log

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  debounce, emptyMessage, foldName, frDate, frDateTime, frTime, homonymIds, looksLikeDossier, resultLabel, sexLabel,
+  debounce, emptyMessage, foldName, frDate, frDateTime, frTime, homonymIds, looksLikeDossier, receivedLabel,
+  resultLabel, sexLabel,
   siteLabel, stateKind, stateLabel, stateLabels,
 } from "../src/shared/format.js";
 import { cert, fr } from "./helpers/fakes.mjs";
@@ -107,4 +108,13 @@ test("nothing found: a purged dossier sends the secretary to the mailbox (helper
   assert.match(emptyMessage({ results: [], total: 0 }, "martin", fr), /Vérifiez l'orthographe/);
   assert.equal(emptyMessage({ purged: { retention_days: "<b>" } }, "x", fr), emptyMessage({}, "x", fr));
   assert.equal(emptyMessage(purged, "", fr), emptyMessage({}, "", fr));
+});
+
+test("the « À remettre » list says when a certificate arrived and how long it has waited", () => {
+  const now = new Date(2026, 11, 3, 0, 30); // 3 December 2026, just after midnight, local time
+  assert.equal(receivedLabel("2026-12-03T00:10:00", fr, now), "03/12/2026 (aujourd'hui)");
+  assert.equal(receivedLabel("2026-12-02T23:59:00", fr, now), "02/12/2026 (hier)");
+  assert.equal(receivedLabel("2026-11-30T08:00:00", fr, now), "30/11/2026 (il y a 3 jours)");
+  assert.equal(receivedLabel("2026-02-27T08:00:00", fr, new Date(2026, 2, 30, 12)), "27/02/2026 (il y a 31 jours)");
+  assert.equal(receivedLabel("", fr, now), "");
 });

@@ -70,4 +70,4 @@ def waiting(store: Store, site: str | None = None, limit: int = 100) -> dict[str
     total = store.db.execute(f"SELECT COUNT(*) FROM certificates WHERE {where}", args).fetchone()[0]
     rows = store.db.execute(f"SELECT * FROM certificates WHERE {where} ORDER BY added_at, id LIMIT ?",
                             (*args, limit)).fetchall()
-    return {"total": total, "results": [public(r) for r in rows]}
+    return {"total": total, "results": [{**public(r), "received_at": r["added_at"]} for r in rows]}

@@ -6,7 +6,9 @@
 // Every value from the helper is written with textContent: never markup.
 
 import { errorMessage } from "../shared/api.js";
-import { frDate, frDateTime, resultLabel, sexLabel, siteLabel, stateKind, stateLabel } from "../shared/format.js";
+import {
+  frDate, frDateTime, receivedLabel, resultLabel, sexLabel, siteLabel, stateKind, stateLabel,
+} from "../shared/format.js";
 import { localizePage } from "../shared/i18n.js";
 
 // Barcode verification: `mismatch` and `invalid_signature` show what differs and need an explicit
@@ -63,6 +65,8 @@ export function makeCards({ template, t, ext, client, helperUrl, onChange = () =
     setText(li, ".dossier", cert.dossier);
     setText(li, ".site", siteLabel(cert));
     setText(li, ".sampled", frDateTime(cert.sampled_at, t));
+    li.querySelector(".received-trait").hidden = !cert.received_at; // the « À remettre » list only
+    setText(li, ".received", receivedLabel(cert.received_at, t));
     const result = li.querySelector(".result-value");
     result.textContent = resultLabel(cert, t);
     result.title = cert.result || "";

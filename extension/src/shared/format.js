@@ -23,6 +23,19 @@ export function frDateTime(value, t) {
   return time ? t("dateAtTime", [date, time]) : date;
 }
 
+/** When it arrived and how long it has waited: "01/12/2026 (il y a 2 jours)", "(hier)", "(aujourd'hui)". */
+export function receivedLabel(value, t, now = new Date()) {
+  const m = DATE_RE.exec(String(value ?? ""));
+  if (!m) return "";
+  const day = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+  const days = Math.round((today - day) / 86400000);
+  const date = frDate(value);
+  if (days <= 0) return t("receivedToday", [date]);
+  if (days === 1) return t("receivedYesterday", [date]);
+  return t("receivedDaysAgo", [date, String(days)]);
+}
+
 /** ``delivered_by`` of a certificate handed over at another desk (helper/index/imapstate.py REMOTE_DESK). */
 export const DELIVERED_ELSEWHERE = "autre poste";
 
