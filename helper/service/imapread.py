@@ -39,6 +39,8 @@ from helper.sources.imap import BODY_BATCH, Folder, FolderInfo, may_be_certifica
 UID_BATCH = 500
 #: Messages fetched whole and not yet parsed, at most (about 50 KB each for a certificate).
 QUEUE_ITEMS = 300
+#: Parse workers: two per core (a worker also waits on the disk, writing PDFs), at most this many.
+MAX_WORKERS = 4
 
 
 @dataclass
@@ -127,7 +129,7 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
     trust = settings.trust()
     retention = settings.retention_days
     expire_before = lifecycle.cutoff(retention) if retention else None
-    workers = min(os.cpu_count() or 1, 4)
+    workers = min(2 * (os.cpu_count() or 1), MAX_WORKERS)
     fetcher = _Fetcher(settings, folder, uids)
     batches: dict[int, Batch] = {}
     raws: dict[int, bytes] = {}
