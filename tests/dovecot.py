@@ -100,6 +100,24 @@ protocol lda {{
 }}
 """
 
+#: ``extra_conf`` of a server whose IMAP sessions do not offer IDLE (clients must poll)
+NO_IDLE_CONF = """
+protocol imap {
+  imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ UIDPLUS MOVE CONDSTORE
+}
+"""
+
+#: ``extra_conf`` enabling per-folder access rights (``dovecot-acl`` files, see :meth:`Dovecot.restrict`)
+ACL_CONF = """
+mail_plugins = $mail_plugins acl
+protocol imap {
+  mail_plugins = $mail_plugins acl imap_acl
+}
+plugin {
+  acl = vfile
+}
+"""
+
 CA_CONF = """\
 [ ca ]
 default_ca = test_ca
@@ -235,6 +253,8 @@ class Dovecot:
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: appended to dovecot.conf (``imap_capability`` without IDLE, the ACL plugin, ...)
+    extra_conf: str = ""
 
     @property
     def conf(self) -> Path:
@@ -265,7 +285,7 @@ class Dovecot:
             gid=mail_pw.pw_gid, from_cert="yes" if self.client_cert else "no",
             mechanisms="external plain" if self.client_cert else "plain login",
             nopassword="  override_fields = nopassword=y" if self.client_cert else "",
-        ))
+        ) + self.extra_conf)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -374,6 +394,14 @@ class Dovecot:
             conn.select(_mailbox(folder))
             conn.uid("STORE", str(uid), "+FLAGS" if add else "-FLAGS", f"({flags})")
 
+    def restrict(self, folder: str, rights: str = "lrs") -> None:
+        """The mailbox owner's rights on ``folder`` (server started with ``ACL_CONF``): ``lrs`` is
+        read-only but for \\Seen, so its PERMANENTFLAGS is ``(\\Seen)`` — no new keywords."""
+        mail = pwd.getpwnam(MAIL_USER)
+        acl = self.maildir / f".{folder}" / "dovecot-acl"
+        acl.write_text(f"owner {rights}\n")
+        os.chown(acl, mail.pw_uid, mail.pw_gid)
+
     def uidvalidity(self, folder: str = "INBOX") -> int:
         with self.imap() as conn:
             typ, data = conn.status(_mailbox(folder), "(UIDVALIDITY)")
@@ -391,7 +419,7 @@ class Dovecot:
         return new
 
 
-def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Dovecot:
+def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True, extra_conf: str = "") -> Dovecot:
     """A running private Dovecot in a new temporary folder (:meth:`Dovecot.stop` removes it).
 
     The folder is made under the system temporary directory with mode 0755 (Dovecot's unprivileged
@@ -400,7 +428,7 @@ def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Doveco
         raise DovecotError("dovecot is not installed (apt-get install dovecot-imapd)")
     root = Path(tempfile.mkdtemp(prefix="sidep-imap-"))
     os.chmod(root, 0o755)
-    server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert)
+    server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert, extra_conf=extra_conf)
     server.write_config()
     server.start()
     return server

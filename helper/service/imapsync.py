@@ -57,6 +57,9 @@ log = logging.getLogger("sidep_helper.imap")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 FORGET_EVERY_SECONDS = 600
+#: ``status`` of a folder whose PERMANENTFLAGS lacks ``\\*`` (no new keywords: read-only, ACL, full)
+NO_KEYWORDS = ("Le serveur n'accepte pas de mots-clés sur ce dossier : l'état « imprimé / remis » partagé entre "
+               "postes y est indisponible ; il reste propre à ce poste.")
 KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
 
 def _where(exc: BaseException) -> str:
@@ -138,7 +141,10 @@ class FolderSync(threading.Thread):
             info = folder.select()
             self._status(store, "relève en cours")
             self.sync(store, folder, info)
-            self._status(store, idle, success=True, messages=info.exists)
+            if info.keywords_allowed:
+                self._status(store, idle, success=True, messages=info.exists)
+            else:  # read-only folder, or no room for new keywords: the sync works, the state stays here
+                self._status(store, idle, success=True, messages=info.exists, error=NO_KEYWORDS, code="no_keywords")
             if time.monotonic() - self._last_forget > FORGET_EVERY_SECONDS:
                 imapstate.forget_purged(store)
                 self._last_forget = time.monotonic()
@@ -201,8 +207,7 @@ class FolderSync(threading.Thread):
             return
         if not info.keywords_allowed:
             imapstate.drop_pending(store, self.source, self.folder_name, info.uidvalidity)
-            self._status(store, "connecté", error="Le serveur n'accepte pas de mots-clés sur ce dossier : "
-                         "l'état « imprimé / remis » reste propre à ce poste.", code="no_keywords")
+            self._status(store, "connecté", error=NO_KEYWORDS, code="no_keywords")
             return
         # the last value owed per (uid, keyword) wins; writes are grouped by keyword and value
         final: dict[tuple[int, str], int] = {}
