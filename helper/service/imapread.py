@@ -11,10 +11,11 @@ Called by ``helper.service.imapsync`` with the UIDs above the last one read. Ste
    messages at most: memory stays bounded whatever the backlog), with a mark after every
    ``BODY_BATCH`` messages and at the end of the batch of UIDs (the highest UID it covers);
 2. this thread takes the queue through the parse worker pool (``helper.index.imapingest``): the
-   workers parse while the next messages are being fetched, and give results back in order;
-3. at a mark, the results before it are written in one short transaction with their links and
-   the highest UID read (``imap_links``, ``imap_folders``): a helper killed mid-batch reads the batch
-   again, and the store recognises what it already holds; a stopping service ends the read there;
+   workers parse while the next messages are being fetched, and give results back in order; each
+   result is recorded as it comes (the pool hands out more work between two results);
+3. one transaction per batch, committed at its mark with the batch's links and the highest UID
+   read (``imap_links``, ``imap_folders``): a helper killed mid-batch reads the batch again, and
+   the store recognises what it already holds; a stopping service ends the read there;
 4. with ``move_processed_to``, the certificate messages read are moved once the fetch thread is
    done with the connection (IMAP MOVE only).
 
@@ -150,40 +151,49 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
                 return
 
     fetcher.start()
-    pending: list[tuple[int, Any]] = []  # (uid, outcomes) of the batch being read
+    links: dict[int, list[int]] = {}  # uid → certificates, of the batch being read
     unkept: set[str] = set()
+    tx: Any = None  # the open store.transaction(), from a batch's first result to its mark
     try:
         for result in imapingest.parse(store, trust, workers, expire_before, stream()):
+            if tx is None:
+                tx = store.transaction()
+                tx.__enter__()
             if result.item.item != "end":
-                pending.append((int(result.item.path), result.outcomes))
+                # recorded at once, between two results (the pool keeps its workers fed meanwhile)
+                uid = int(result.item.path)
+                answers = imapingest.record(store, raws.pop(uid, b""), result.outcomes, "imap",
+                                            retention_days=retention, expire_before=expire_before,
+                                            quarantine_max_mb=settings.quarantine_max_mb, unkept=unkept)
+                ids = [a.certificate_id for a in answers if a.certificate_id is not None]
+                for answer in answers:
+                    counts[answer.status] = counts.get(answer.status, 0) + 1
+                if ids:
+                    links[uid] = ids
                 continue
             batch = batches.pop(result.item.size)
-            links = dict(batch.links)
+            links.update(batch.links)
             counts["known"] += len(batch.links)
             counts["ignored"] += batch.ignored
-            with store.transaction():
-                for uid in batch.too_large:
-                    # never fetched (memory); it stays on the server, listed in quarantine with its place
-                    store.quarantine(f"imap:{source}/{name};UIDVALIDITY={valid};UID={uid}", "", "too_large",
-                                     f"message > {MAX_READ} octets, laissé sur le serveur")
-                    counts["quarantined"] += 1
-                for uid, outcomes in pending:
-                    answers = imapingest.record(store, raws.pop(uid, b""), outcomes, "imap",
-                                                retention_days=retention, expire_before=expire_before,
-                                                quarantine_max_mb=settings.quarantine_max_mb, unkept=unkept)
-                    ids = [a.certificate_id for a in answers if a.certificate_id is not None]
-                    for answer in answers:
-                        counts[answer.status] = counts.get(answer.status, 0) + 1
-                    if ids:
-                        links[uid] = ids
-                for uid, ids in links.items():
-                    imapstate.link(store, source, name, valid, uid, ids)
-                imapstate.advance(store, source, name, valid, batch.last_uid)
+            for uid in batch.too_large:
+                # never fetched (memory); it stays on the server, listed in quarantine with its place
+                store.quarantine(f"imap:{source}/{name};UIDVALIDITY={valid};UID={uid}", "", "too_large",
+                                 f"message > {MAX_READ} octets, laissé sur le serveur")
+                counts["quarantined"] += 1
+            for uid, ids in links.items():
+                imapstate.link(store, source, name, valid, uid, ids)
+            imapstate.advance(store, source, name, valid, batch.last_uid)
+            done, tx = tx, None
+            done.__exit__(None, None, None)  # commit: the batch's certificates, links and UID together
             imapingest.forget_unkept(store, unkept)
-            pending.clear()
             linked += list(links)
+            links.clear()
             if stopping.is_set():  # service stopping: keep what is done, read the rest next time
                 break
+    except BaseException as exc:
+        if tx is not None:  # rolled back: the batch is read again next time
+            tx.__exit__(type(exc), exc, exc.__traceback__)
+        raise
     finally:
         fetcher.halt.set()
         fetcher.join()
