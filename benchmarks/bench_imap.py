@@ -381,6 +381,8 @@ def main() -> int:
         for h in helpers:
             h.stop()
         server.remove()
+        for log in work.glob("desk-*/logs/sidep-helper.log"):  # kept for a look at the timings
+            shutil.copy(log, args.out / f"{log.parent.parent.name}.log")
         shutil.rmtree(work, ignore_errors=True)
 
 
