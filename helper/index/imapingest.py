@@ -9,7 +9,8 @@ one per message fetched whole (its bytes in ``data``, its UID in ``path``), and 
    every message within the parse-time budget, kept idle between syncs so that the next new mail is
    parsed at once). Workers parse, apply the trust rules and write the certificates' PDFs into the
    content-addressed store; only the outcomes come back. Results come back in the order given,
-   marks included; without worker processes, messages are parsed in this process.
+   marks included; without worker processes, messages are parsed in this process. The folder
+   threads take turns with one pool; :func:`warm` starts it when a folder's session begins.
 2. :func:`record` stores one message's outcomes, as ``helper.index.pushed.ingest_message`` does
    (same statuses), but inside the caller's transaction: the sync commits once per batch of
    messages, not once per message. PDFs written for a duplicate are listed in ``unkept`` and
@@ -18,7 +19,9 @@ one per message fetched whole (its bytes in ``data``, its UID in ``path``), and 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from helper.index import lifecycle, quarantine
 from helper.index.budget import parse_budget
@@ -28,40 +31,68 @@ from helper.index.worker import Item, Result, _given_up, _init_worker, _process_
 from helper.parse.message import Outcome
 from helper.parse.trust import TrustPolicy
 
+#: One parse pool for every IMAP folder thread: they take turns (the cores are shared anyway), and
+#: two folders read at start-up do not each spawn a pool of their own.
+_turn = threading.Lock()
+
+
+def _pool_key(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None) -> tuple[Any, ...]:
+    return ("imap", workers, str(store.blobs.root), trust, expire_before, parse_budget())
+
+
+def _start(key: tuple[Any, ...]) -> Any:
+    from helper.index.pool import BudgetPool
+
+    _, workers, blob_root, trust, expire_before, budget = key
+    return BudgetPool(
+        workers, _process_or_mark, budget=budget,
+        on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
+        on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
+        initializer=_init_worker, initargs=(blob_root, trust, expire_before), start_method="spawn",
+        small=_small_item,
+    )
+
+
+def warm(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None) -> None:
+    """Start the pool now (spawned workers take about a second to import the parser), so that the
+    first new mail after start-up is parsed at once; it then waits, idle, between syncs."""
+    from helper.index.pool import PoolBroken, borrow, give_back
+
+    if workers <= 1:
+        return
+    key = _pool_key(store, trust, workers, expire_before)
+    if not _turn.acquire(blocking=False):
+        return  # another folder is using (or starting) the pool
+    try:
+        give_back(key, borrow(key, lambda: _start(key)))
+    except PoolBroken:
+        pass
+    finally:
+        _turn.release()
+
 
 def parse(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None,
           items: Iterable[Item]) -> Iterator[Result]:
     """Results of ``items`` in their order, parsed by ``workers`` budgeted processes (inline if 1)."""
-    from helper.index.pool import BudgetPool, PoolBroken, borrow, give_back
+    from helper.index.pool import PoolBroken, borrow, give_back
 
-    blob_root = str(store.blobs.root)
-    budget = parse_budget()
-
-    def start() -> BudgetPool:
-        return BudgetPool(
-            workers, _process_or_mark, budget=budget,
-            on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
-            on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-            initializer=_init_worker, initargs=(blob_root, trust, expire_before), start_method="spawn",
-            small=_small_item,
-        )
-
-    key = ("imap", workers, blob_root, trust, expire_before, budget)
-    pool = None
-    if workers > 1:
+    key = _pool_key(store, trust, workers, expire_before)
+    with _turn:
+        pool = None
+        if workers > 1:
+            try:
+                pool = borrow(key, lambda: _start(key))
+            except PoolBroken:
+                pool = None
+        if pool is None:
+            _init_worker(str(store.blobs.root), trust, expire_before)
+            for item in items:
+                yield _process_or_mark(item)
+            return
         try:
-            pool = borrow(key, start)
-        except PoolBroken:
-            pool = None
-    if pool is None:
-        _init_worker(blob_root, trust, expire_before)
-        for item in items:
-            yield _process_or_mark(item)
-        return
-    try:
-        yield from pool.imap(items)
-    finally:
-        give_back(key, pool)
+            yield from pool.imap(items)
+        finally:
+            give_back(key, pool)
 
 
 def record(store: Store, raw: bytes, outcomes: list[Outcome], source: str, *, retention_days: int | None,

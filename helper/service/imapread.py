@@ -35,6 +35,7 @@ from helper.config import ImapSource, Settings
 from helper.index import imapingest, imapstate, lifecycle
 from helper.index.store import Store
 from helper.index.worker import MAX_READ, Item
+from helper.parse.trust import TrustPolicy
 from helper.sources.imap import BODY_BATCH, Folder, FolderInfo, may_be_certificate, message_id
 
 UID_BATCH = 500
@@ -119,6 +120,18 @@ class _Fetcher(threading.Thread):
             store.close()
 
 
+def _parse_settings(settings: Settings) -> tuple[TrustPolicy, int, int | None, str | None]:
+    retention = settings.retention_days
+    return (settings.trust(), min(2 * (os.cpu_count() or 1), MAX_WORKERS), retention,
+            lifecycle.cutoff(retention) if retention else None)
+
+
+def warm_parsers(settings: Settings, store: Store) -> None:
+    """The parse workers started before any mail comes (``helper.index.imapingest.warm``)."""
+    trust, workers, _, expire_before = _parse_settings(settings)
+    imapingest.warm(store, trust, workers, expire_before)
+
+
 def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Folder, info: FolderInfo,
               uids: list[int], stopping: threading.Event) -> tuple[list[int], dict[str, int]]:
     """Read ``uids`` (ascending) of ``folder``; returns the UIDs linked and left in place, and counts."""
@@ -127,10 +140,7 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
     linked: list[int] = []
     if not uids:
         return linked, counts
-    trust = settings.trust()
-    retention = settings.retention_days
-    expire_before = lifecycle.cutoff(retention) if retention else None
-    workers = min(2 * (os.cpu_count() or 1), MAX_WORKERS)
+    trust, workers, retention, expire_before = _parse_settings(settings)
     fetcher = _Fetcher(settings, folder, uids)
     batches: dict[int, Batch] = {}
     raws: dict[int, bytes] = {}
@@ -154,8 +164,9 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
     links: dict[int, list[int]] = {}  # uid → certificates, of the batch being read
     unkept: set[str] = set()
     tx: Any = None  # the open store.transaction(), from a batch's first result to its mark
+    results: Any = None
     try:
-        for result in imapingest.parse(store, trust, workers, expire_before, stream()):
+        for result in (results := imapingest.parse(store, trust, workers, expire_before, stream())):
             if tx is None:
                 tx = store.transaction()
                 tx.__enter__()
@@ -195,6 +206,8 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
             tx.__exit__(type(exc), exc, exc.__traceback__)
         raise
     finally:
+        if results is not None:
+            results.close()  # gives the pool back (and the other folders their turn) at once
         fetcher.halt.set()
         fetcher.join()
     move_to = account.move_processed_to

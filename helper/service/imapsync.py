@@ -136,6 +136,7 @@ class FolderSync(threading.Thread):
             log.warning("IMAP %s / %s : état non enregistré", self.source, self.folder_name)
 
     def _session(self, store: Store, folder: Folder) -> None:
+        imapread.warm_parsers(self.settings, store)
         idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
         while not self.stop_event.is_set():
             info = folder.select()
