@@ -2,7 +2,7 @@
 
 ``start_dovecot(pki)`` does, in a new temporary folder:
 
-1. a test PKI made with ``openssl`` at run time (:func:`make_pki`): a CA, a server certificate for
+1. a test PKI made with ``openssl`` at run time (:func:`make_pki`, ``tests/imappki.py``): a CA, a server certificate for
    127.0.0.1/localhost, a good client certificate (CN = the mailbox user), one issued by another CA and
    one from the right CA that expired in 2020 (``openssl ca`` with explicit start and end dates);
 2. ``dovecot -F -c <root>/dovecot.conf`` listening on 127.0.0.1 only: one port for IMAP + STARTTLS and
@@ -36,11 +36,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imappki import USER, Pki, make_pki
+
 DOVECOT = Path("/usr/sbin/dovecot")
 DOVEADM = Path("/usr/bin/doveadm")
 LDA = Path("/usr/lib/dovecot/dovecot-lda")
 MAIL_USER = "mail"
-USER = "bal.sidep@labo.mssante.fr"
 TIMEOUT = 30
 
 CONF = """\
@@ -100,21 +101,23 @@ protocol lda {{
 }}
 """
 
-CA_CONF = """\
-[ ca ]
-default_ca = test_ca
-[ test_ca ]
-dir = {dir}
-database = {dir}/index.txt
-new_certs_dir = {dir}/newcerts
-serial = {dir}/serial
-default_md = sha256
-policy = any
-copy_extensions = copy
-[ any ]
-commonName = supplied
+#: ``extra_conf`` of a server whose IMAP sessions do not offer IDLE (clients must poll)
+NO_IDLE_CONF = """
+protocol imap {
+  imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ UIDPLUS MOVE CONDSTORE
+}
 """
 
+#: ``extra_conf`` enabling per-folder access rights (``dovecot-acl`` files, see :meth:`Dovecot.restrict`)
+ACL_CONF = """
+mail_plugins = $mail_plugins acl
+protocol imap {
+  mail_plugins = $mail_plugins acl imap_acl
+}
+plugin {
+  acl = vfile
+}
+"""
 
 class DovecotError(RuntimeError):
     pass
@@ -149,74 +152,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _openssl(*args: str, cwd: Path | None = None) -> None:
-    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
-                          check=False, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise DovecotError(f"openssl {' '.join(args)} failed: {proc.stderr}")
-
-
-def _make_ca(directory: Path, name: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", f"/CN={name}",
-             "-keyout", str(directory / "ca.key"), "-out", str(directory / "ca.crt"))
-
-
-def _issue(ca: Path, out: Path, cn: str, *, san: str = "", start: str = "", end: str = "") -> None:
-    """A key and certificate ``out``.key / ``out``.crt signed by the CA in ``ca``."""
-    key, csr, crt = out.with_suffix(".key"), out.with_suffix(".csr"), out.with_suffix(".crt")
-    extra = ["-addext", f"subjectAltName={san}"] if san else []
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(csr),
-             *extra)
-    if start:
-        db = ca / "db"
-        (db / "newcerts").mkdir(parents=True, exist_ok=True)
-        (db / "index.txt").touch()
-        if not (db / "serial").exists():
-            (db / "serial").write_text("1000\n")
-        (db / "ca.cnf").write_text(CA_CONF.format(dir=db))
-        _openssl("ca", "-batch", "-config", str(db / "ca.cnf"), "-cert", str(ca / "ca.crt"), "-keyfile",
-                 str(ca / "ca.key"), "-startdate", start, "-enddate", end, "-notext", "-in", str(csr),
-                 "-out", str(crt))
-    else:
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
-                 "-CAcreateserial", "-days", "30", "-copy_extensions", "copy", "-out", str(crt))
-    csr.unlink()
-    key.chmod(0o600)
-
-
-@dataclass
-class Pki:
-    dir: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.dir / "ca" / "ca.crt"
-
-    def client(self, which: str = "good") -> tuple[Path, Path]:
-        """(certificate, key) of ``good``, ``other`` (another CA) or ``expired``."""
-        return self.dir / f"client-{which}.crt", self.dir / f"client-{which}.key"
-
-    @property
-    def other_ca(self) -> Path:
-        return self.dir / "other" / "ca.crt"
-
-
-def make_pki(directory: Path, user: str = USER) -> Pki:
-    """CA, server certificate (127.0.0.1, localhost), good / other-CA / expired client certificates."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca, other = directory / "ca", directory / "other"
-    _make_ca(ca, "Autorite de test SI-DEP")
-    _make_ca(other, "Autre autorite")
-    _issue(ca, directory / "server", "localhost", san="IP:127.0.0.1,DNS:localhost")
-    _issue(ca, directory / "client-good", user)
-    _issue(other, directory / "client-other", user)
-    _issue(ca, directory / "client-expired", user, start="20200101000000Z", end="20200201000000Z")
-    for path in (directory / "server.key", directory / "server.crt", ca / "ca.crt"):
-        path.chmod(0o644)  # read by Dovecot's processes
-    return Pki(directory)
-
-
 def _greets(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -235,6 +170,8 @@ class Dovecot:
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    #: appended to dovecot.conf (``imap_capability`` without IDLE, the ACL plugin, ...)
+    extra_conf: str = ""
 
     @property
     def conf(self) -> Path:
@@ -265,7 +202,7 @@ class Dovecot:
             gid=mail_pw.pw_gid, from_cert="yes" if self.client_cert else "no",
             mechanisms="external plain" if self.client_cert else "plain login",
             nopassword="  override_fields = nopassword=y" if self.client_cert else "",
-        ))
+        ) + self.extra_conf)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -374,6 +311,14 @@ class Dovecot:
             conn.select(_mailbox(folder))
             conn.uid("STORE", str(uid), "+FLAGS" if add else "-FLAGS", f"({flags})")
 
+    def restrict(self, folder: str, rights: str = "lrs") -> None:
+        """The mailbox owner's rights on ``folder`` (server started with ``ACL_CONF``): ``lrs`` is
+        read-only but for \\Seen, so its PERMANENTFLAGS is ``(\\Seen)`` — no new keywords."""
+        mail = pwd.getpwnam(MAIL_USER)
+        acl = self.maildir / f".{folder}" / "dovecot-acl"
+        acl.write_text(f"owner {rights}\n")
+        os.chown(acl, mail.pw_uid, mail.pw_gid)
+
     def uidvalidity(self, folder: str = "INBOX") -> int:
         with self.imap() as conn:
             typ, data = conn.status(_mailbox(folder), "(UIDVALIDITY)")
@@ -391,7 +336,7 @@ class Dovecot:
         return new
 
 
-def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Dovecot:
+def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True, extra_conf: str = "") -> Dovecot:
     """A running private Dovecot in a new temporary folder (:meth:`Dovecot.stop` removes it).
 
     The folder is made under the system temporary directory with mode 0755 (Dovecot's unprivileged
@@ -400,7 +345,7 @@ def start_dovecot(pki: Pki | None = None, *, client_cert: bool = True) -> Doveco
         raise DovecotError("dovecot is not installed (apt-get install dovecot-imapd)")
     root = Path(tempfile.mkdtemp(prefix="sidep-imap-"))
     os.chmod(root, 0o755)
-    server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert)
+    server = Dovecot(root=root, pki=pki or make_pki(root / "pki"), client_cert=client_cert, extra_conf=extra_conf)
     server.write_config()
     server.start()
     return server

@@ -51,7 +51,7 @@ class Helper:
         (home / "config.toml").write_text(
             f"port = {port}\nwatch_downloads = false\nwatch_thunderbird = false\n{extra}{imap}", encoding="utf-8"
         )
-        proc = start(home, port)
+        proc = start(home, port, stderr_to=home / "serve.stderr")  # a pipe nobody reads would fill up
         wait_healthy(port, proc)
         helper = cls(home, port, proc, Cli(home).run("token").stdout.strip())
         if wait:
@@ -59,7 +59,7 @@ class Helper:
         return helper
 
     def restart(self) -> None:
-        self.proc = start(self.home, self.port)
+        self.proc = start(self.home, self.port, stderr_to=self.home / "serve.stderr")
         wait_healthy(self.port, self.proc)
 
     def stop(self) -> None:

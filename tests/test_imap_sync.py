@@ -188,7 +188,7 @@ def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path
     from helper.config import ImapSource, Settings
     from helper.index import imapstate
     from helper.index.store import Store
-    from helper.service import imapsync
+    from helper.service import imapread, imapsync
     from helper.service.audit import Audit
     from helper.sources.imap import Folder, connect
 
@@ -197,7 +197,7 @@ def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path
     server.append(mailgen.make_message(small))
     big_raw = mailgen.make_message(big, pdf=mailgen.make_pdf(big, size=200_000))
     server.append(big_raw)
-    monkeypatch.setattr(imapsync, "MAX_READ", 120_000)  # the limit is 50 MB in service; scaled down here
+    monkeypatch.setattr(imapread, "MAX_READ", 120_000)  # the limit is 50 MB in service; scaled down here
     crt, key = server.pki.client("good")
     account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
                          key_file=key)

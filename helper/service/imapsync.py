@@ -11,13 +11,13 @@ connection to the index. A thread loops:
    links of the old UIDs are dropped and the folder is read again from UID 1 — messages are matched
    to certificates already indexed by their Message-ID from their headers alone, so nothing is
    fetched or added twice;
-3. new UIDs, by batches: headers first; a message whose Message-ID is indexed is linked without
-   being fetched; one that cannot hold a certificate is skipped; the others are fetched whole
-   (``BODY.PEEK[]``) and go through ``helper.index.ingest.ingest_message`` — the same entry point
-   and trust rules as any pushed message (spoofs are quarantined there, never indexed). The links
-   and the highest UID read are committed after the batch: a helper killed mid-batch fetches the
-   batch again and the store recognises what it already holds;
-4. with ``move_processed_to``, certificate messages are then moved (IMAP MOVE only);
+3. and 4. new UIDs (``helper.service.imapread``), by batches: headers first; a message whose
+   Message-ID is indexed is linked without being fetched; one that cannot hold a certificate is
+   skipped; the others are fetched whole (``BODY.PEEK[]``) by a fetch thread while the parse worker
+   pool parses those already fetched, with the same trust rules as any message (spoofs are
+   quarantined, never indexed). Each batch's certificates, links and highest UID read are committed
+   together: a helper killed mid-batch fetches the batch again and the store recognises what it
+   already holds. With ``move_processed_to``, certificate messages are then moved (IMAP MOVE only);
 5. keywords: ``$SidepImprime`` / ``$SidepRemis`` of linked messages are read (only those changed
    since the last MODSEQ when the server has CONDSTORE); a change made at another desk is applied
    here (« remis (autre poste) », or the hand-over undone); writes owed after a print, hand-over
@@ -32,19 +32,15 @@ a subject or a name.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from helper.config import ImapSource, Settings
-from helper.index import imapstate, ingestpool
-from helper.index.ingest import MAX_READ, MessageOutcome, ingest_message
+from helper.index import imapstate
 from helper.index.store import Store
+from helper.service import imapread
 from helper.service.audit import Audit
 from helper.sources.imap import (
     KW_DELIVERED,
@@ -54,20 +50,17 @@ from helper.sources.imap import (
     ImapError,
     connect,
     is_connection_error,
-    may_be_certificate,
-    message_id,
 )
 
 log = logging.getLogger("sidep_helper.imap")
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
-UID_BATCH = 500
 FORGET_EVERY_SECONDS = 600
+#: ``status`` of a folder whose PERMANENTFLAGS lacks ``\\*`` (no new keywords: read-only, ACL, full)
+NO_KEYWORDS = ("Le serveur n'accepte pas de mots-clés sur ce dossier : l'état « imprimé / remis » partagé entre "
+               "postes y est indisponible ; il reste propre à ce poste.")
 KEYWORD = {imapstate.PRINTED: KW_PRINTED, imapstate.DELIVERED: KW_DELIVERED}
-#: A backlog of at least this many messages to read whole is ingested by worker processes (one per core,
-#: up to 4); below it, starting them (spawned: ~1 s) costs more than it saves.
-PARALLEL_MIN = 200
 
 def _where(exc: BaseException) -> str:
     """File and line where an exception was raised: for developers, without its message (data)."""
@@ -88,7 +81,6 @@ class FolderSync(threading.Thread):
         self.audit_lock = audit_lock
         self.stop_event = stop
         self.source = account.name
-        self._pool: ProcessPoolExecutor | None = None  # worker processes while a large backlog is read
         self._last_forget = 0.0
 
     # -- loop -------------------------------------------------------------------------------------------
@@ -144,12 +136,16 @@ class FolderSync(threading.Thread):
             log.warning("IMAP %s / %s : état non enregistré", self.source, self.folder_name)
 
     def _session(self, store: Store, folder: Folder) -> None:
+        imapread.warm_parsers(self.settings, store)
         idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
         while not self.stop_event.is_set():
             info = folder.select()
             self._status(store, "relève en cours")
             self.sync(store, folder, info)
-            self._status(store, idle, success=True, messages=info.exists)
+            if info.keywords_allowed:
+                self._status(store, idle, success=True, messages=info.exists)
+            else:  # read-only folder, or no room for new keywords: the sync works, the state stays here
+                self._status(store, idle, success=True, messages=info.exists, error=NO_KEYWORDS, code="no_keywords")
             if time.monotonic() - self._last_forget > FORGET_EVERY_SECONDS:
                 imapstate.forget_purged(store)
                 self._last_forget = time.monotonic()
@@ -172,63 +168,8 @@ class FolderSync(threading.Thread):
         self._keywords(store, folder, info, state.modseq, new_links)
 
     def _read_new(self, store: Store, folder: Folder, info: FolderInfo, last_uid: int) -> list[int]:
-        try:
-            return self._read_uids(store, folder, info, folder.new_uids(last_uid))
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-
-    def _read_uids(self, store: Store, folder: Folder, info: FolderInfo, uids: list[int]) -> list[int]:
-        linked: list[int] = []
-        trusted = self.settings.trusted_senders  # a prefilter only: the parser applies the trust rules
-        counts = {"new": 0, "duplicate": 0, "ignored": 0, "quarantined": 0, "known": 0}
-        move_to = self.account.move_processed_to
-        for start in range(0, len(uids), UID_BATCH):
-            chunk = uids[start : start + UID_BATCH]
-            links: dict[int, list[int]] = {}
-            wanted: list[tuple[int, int]] = []
-            for uid, size, head in folder.headers(chunk):
-                mid = message_id(head)
-                ids = imapstate.certificates_of_message_id(store, mid) if mid else []
-                if ids:
-                    links[uid] = ids
-                    counts["known"] += 1
-                elif may_be_certificate(head, trusted) and size > MAX_READ:
-                    # never fetched (memory); it stays on the server, listed in quarantine with its place
-                    store.quarantine(f"imap:{self.source}/{self.folder_name};UIDVALIDITY={info.uidvalidity};UID={uid}",
-                                     "", "too_large", f"message > {MAX_READ} octets, laissé sur le serveur")
-                    counts["quarantined"] += 1
-                elif may_be_certificate(head, trusted):
-                    wanted.append((uid, size))
-                else:
-                    counts["ignored"] += 1
-            interrupted = False
-            for uid, outcomes in self._ingest(store, folder, wanted):
-                ids = []
-                for outcome in outcomes:
-                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                    if outcome.certificate_id is not None:
-                        ids.append(outcome.certificate_id)
-                if ids:
-                    links[uid] = ids
-                if self.stop_event.is_set():  # service stopping: keep what is done, read the rest next time
-                    interrupted = True
-                    break
-            with store.transaction():
-                for uid, ids in links.items():
-                    imapstate.link(store, self.source, self.folder_name, info.uidvalidity, uid, ids)
-                if not interrupted:
-                    imapstate.advance(store, self.source, self.folder_name, info.uidvalidity, chunk[-1])
-            if interrupted:
-                break
-            moved = folder.move(sorted(links), move_to) if move_to and move_to != self.folder_name and links else None
-            if moved is not None:
-                target_validity, mapping = moved
-                imapstate.relocate(store, self.source, self.folder_name, info.uidvalidity, move_to, target_validity,
-                                   mapping, [u for u in links if u not in mapping])
-            else:
-                linked += list(links)
+        uids = folder.new_uids(last_uid)
+        linked, counts = imapread.read_uids(self.settings, self.account, store, folder, info, uids, self.stop_event)
         if uids:
             log.info(
                 "IMAP %s / %s : %d message(s) lu(s) — %d nouveau(x), %d déjà connu(s), %d doublon(s), "
@@ -236,31 +177,6 @@ class FolderSync(threading.Thread):
                 counts["known"], counts["duplicate"], counts["ignored"], counts["quarantined"],
             )
         return linked
-
-    def _ingest(self, store: Store, folder: Folder, wanted: list[tuple[int, int]]) -> Iterator[tuple[int, list[MessageOutcome]]]:
-        """(uid, outcomes) of each message fetched whole, through ``ingest_message``; a large backlog
-        (first sync of a full mailbox) in worker processes, the fetch of the next messages overlapping."""
-        trust = self.settings.trust()
-        keep = {"retention_days": self.settings.retention_days, "quarantine_max_mb": self.settings.quarantine_max_mb}
-        workers = min(os.cpu_count() or 1, 4)
-        if self._pool is None and len(wanted) >= PARALLEL_MIN and workers > 1:
-            self._pool = ingestpool.start(self.settings.data_dir, workers)  # kept until the backlog is read
-        pool = self._pool
-        if pool is None:
-            for uid, raw in folder.bodies(wanted):
-                if raw is not None:  # None: expunged between the two fetches
-                    yield uid, ingest_message(store, raw, trust, "imap", **keep)
-            return
-        queue: deque[tuple[int, Future[list[MessageOutcome]]]] = deque()
-        for uid, raw in folder.bodies(wanted):
-            if raw is not None:
-                queue.append((uid, ingestpool.submit(pool, raw, trust, "imap", keep)))
-            while len(queue) > 8 * workers:
-                done_uid, future = queue.popleft()
-                yield done_uid, future.result()
-        while queue:
-            done_uid, future = queue.popleft()
-            yield done_uid, future.result()
 
     def _keywords(self, store: Store, folder: Folder, info: FolderInfo, modseq: int | None, new: list[int]) -> None:
         valid = info.uidvalidity
@@ -292,8 +208,7 @@ class FolderSync(threading.Thread):
             return
         if not info.keywords_allowed:
             imapstate.drop_pending(store, self.source, self.folder_name, info.uidvalidity)
-            self._status(store, "connecté", error="Le serveur n'accepte pas de mots-clés sur ce dossier : "
-                         "l'état « imprimé / remis » reste propre à ce poste.", code="no_keywords")
+            self._status(store, "connecté", error=NO_KEYWORDS, code="no_keywords")
             return
         # the last value owed per (uid, keyword) wins; writes are grouped by keyword and value
         final: dict[tuple[int, str], int] = {}

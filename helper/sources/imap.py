@@ -45,6 +45,7 @@ HEADER_KEY = b"BODY[HEADER.FIELDS (FROM SUBJECT MESSAGE-ID CONTENT-TYPE)]"
 BODY_BATCH = 100
 BODY_BATCH_BYTES = 16 * 1024 * 1024
 HEADER_BATCH = 500
+_UID_RE = re.compile(rb"\bUID (\d{1,10})\b")
 
 
 # --- one folder -------------------------------------------------------------------------------------
@@ -123,10 +124,24 @@ class Folder:
             yield from self._fetch_bodies(batch)
 
     def _fetch_bodies(self, uids: list[int]) -> Iterator[tuple[int, bytes | None]]:
-        data = self.client.fetch(uids, [b"BODY.PEEK[]"])
+        """One ``UID FETCH … (BODY.PEEK[])`` through imaplib directly: each message is one literal,
+        taken as imaplib read it (imapclient's response parser would tokenise it again: measured
+        ~15 % of the fetch)."""
+        imap = self.client._imap  # noqa: SLF001
+        typ, data = imap.uid("FETCH", ",".join(map(str, uids)), "(BODY.PEEK[])")
+        if typ != "OK":
+            raise IMAPClientError(f"FETCH: {_clean(data)}")
+        found: dict[int, bytes] = {}
+        for i, part in enumerate(data):
+            if not isinstance(part, tuple) or len(part) != 2 or b"BODY[]" not in part[0]:
+                continue  # the closing parenthesis, or an unsolicited FETCH (flags changed elsewhere)
+            m = _UID_RE.search(part[0])
+            if m is None and i + 1 < len(data) and isinstance(data[i + 1], bytes):
+                m = _UID_RE.search(data[i + 1])  # UID sent after the literal
+            if m is not None:
+                found[int(m.group(1))] = part[1]
         for uid in uids:
-            item = data.get(uid)
-            yield uid, (bytes(item[b"BODY[]"]) if item is not None and item.get(b"BODY[]") is not None else None)
+            yield uid, found.get(uid)
 
     def keywords(self, uids: Iterable[int] | None, changed_since: int | None) -> dict[int, set[str]]:
         """Our keywords on messages: all of ``uids``, or every message changed since a MODSEQ."""

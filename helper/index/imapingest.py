@@ -1,0 +1,140 @@
+"""Messages read from IMAP: parsed in the budgeted worker pool, recorded in the caller's transaction.
+
+The IMAP sync (``helper.service.imapread``) hands over a stream of :class:`~helper.index.worker.Item`:
+one per message fetched whole (its bytes in ``data``, its UID in ``path``), and marks
+(``item == "end"``) standing for the sync's own bookkeeping, which pass through in order.
+
+1. :func:`parse` runs ``process_item`` on each message in the same worker pool as the ingest of
+   files (``helper.index.pool``: one process per core, spawned because the service has threads,
+   every message within the parse-time budget, kept idle between syncs so that the next new mail is
+   parsed at once). Workers parse, apply the trust rules and write the certificates' PDFs into the
+   content-addressed store; only the outcomes come back. Results come back in the order given,
+   marks included; without worker processes, messages are parsed in this process. The folder
+   threads take turns with one pool; :func:`warm` starts it when a folder's session begins.
+2. :func:`record` stores one message's outcomes, as ``helper.index.pushed.ingest_message`` does
+   (same statuses), but inside the caller's transaction: the sync commits once per batch of
+   messages, not once per message. PDFs written for a duplicate are listed in ``unkept`` and
+   removed by :func:`forget_unkept` after the commit unless a row uses them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from helper.index import lifecycle, quarantine
+from helper.index.budget import parse_budget
+from helper.index.pushed import MessageOutcome
+from helper.index.store import Store
+from helper.index.worker import Item, Result, _given_up, _init_worker, _process_or_mark, _small_item
+from helper.parse.message import Outcome
+from helper.parse.trust import TrustPolicy
+
+#: One parse pool for every IMAP folder thread: they take turns (the cores are shared anyway), and
+#: two folders read at start-up do not each spawn a pool of their own.
+_turn = threading.Lock()
+
+
+def _pool_key(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None) -> tuple[Any, ...]:
+    return ("imap", workers, str(store.blobs.root), trust, expire_before, parse_budget())
+
+
+def _start(key: tuple[Any, ...]) -> Any:
+    from helper.index.pool import BudgetPool
+
+    _, workers, blob_root, trust, expire_before, budget = key
+    return BudgetPool(
+        workers, _process_or_mark, budget=budget,
+        on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
+        on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
+        initializer=_init_worker, initargs=(blob_root, trust, expire_before), start_method="spawn",
+        small=_small_item,
+    )
+
+
+def warm(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None) -> None:
+    """Start the pool now (spawned workers take about a second to import the parser), so that the
+    first new mail after start-up is parsed at once; it then waits, idle, between syncs."""
+    from helper.index.pool import PoolBroken, borrow, give_back
+
+    if workers <= 1:
+        return
+    key = _pool_key(store, trust, workers, expire_before)
+    if not _turn.acquire(blocking=False):
+        return  # another folder is using (or starting) the pool
+    try:
+        give_back(key, borrow(key, lambda: _start(key)))
+    except PoolBroken:
+        pass
+    finally:
+        _turn.release()
+
+
+def parse(store: Store, trust: TrustPolicy, workers: int, expire_before: str | None,
+          items: Iterable[Item]) -> Iterator[Result]:
+    """Results of ``items`` in their order, parsed by ``workers`` budgeted processes (inline if 1)."""
+    from helper.index.pool import PoolBroken, borrow, give_back
+
+    key = _pool_key(store, trust, workers, expire_before)
+    with _turn:
+        pool = None
+        if workers > 1:
+            try:
+                pool = borrow(key, lambda: _start(key))
+            except PoolBroken:
+                pool = None
+        if pool is None:
+            _init_worker(str(store.blobs.root), trust, expire_before)
+            for item in items:
+                yield _process_or_mark(item)
+            return
+        try:
+            yield from pool.imap(items)
+        finally:
+            give_back(key, pool)
+
+
+def record(store: Store, raw: bytes, outcomes: list[Outcome], source: str, *, retention_days: int | None,
+           expire_before: str | None, quarantine_max_mb: int, unkept: set[str]) -> list[MessageOutcome]:
+    """Store one message's outcomes in the caller's transaction (statuses as ``ingest_message``)."""
+    answers: list[MessageOutcome] = []
+    for outcome in outcomes:
+        cert = outcome.certificate
+        if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
+            assert retention_days is not None
+            lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
+            answers.append(MessageOutcome("expired"))
+        elif outcome.status == "certificate" and cert is not None:
+            status, cert_id = store.add(cert, source, None)
+            if status != "new" and cert.pdf_sha256:
+                unkept.add(cert.pdf_sha256)
+            answers.append(MessageOutcome(status, cert_id))
+        elif outcome.status == "quarantined":
+            kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
+            store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
+            answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
+        else:
+            answers.append(MessageOutcome("ignored"))
+    return answers
+
+
+def forget_unkept(store: Store, unkept: set[str]) -> None:
+    """After the commit: PDFs written for certificates whose row was not kept, unless a row uses them."""
+    lifecycle.remove_if_unused(store, unkept | store.dropped_pdfs)
+    unkept.clear()
+    store.dropped_pdfs.clear()
+
+
+def message_item(uid: int, raw: bytes) -> Item:
+    """The work item of a message fetched whole (its UID travels in ``path``)."""
+    from helper.sources.files import EML
+
+    return Item(str(uid), EML, "", raw, len(raw))
+
+
+def mark_item(number: int) -> Item:
+    """A mark that passes through the pool in order (``number`` finds the caller's record of it)."""
+    from helper.sources.files import EML
+
+    return Item("mark", EML, "end", None, number)
