@@ -80,7 +80,7 @@ def main() -> int:
         print(line("coût de la vérification", added))
         print(f"certificats « vérifié » : {verified}/{args.n}")
         if args.in_process:
-            from helper.parse.pdftext import _payloads
+            from helper.parse.pdfcodes import payloads as _payloads
             from helper.parse.trustlist import TrustList
             from helper.parse.verify import read_barcodes
 
