@@ -63,7 +63,8 @@ def _read_page(page: Any, found: list[bytes]) -> None:
     segments, images, too_big = 0, 0, False
     for obj in page.get_objects(filter=(raw.FPDF_PAGEOBJ_IMAGE, raw.FPDF_PAGEOBJ_PATH)):
         if obj.type == raw.FPDF_PAGEOBJ_PATH:
-            segments += max(0, raw.FPDFPath_CountSegments(obj))
+            if segments < MIN_SEGMENTS:
+                segments += max(0, raw.FPDFPath_CountSegments(obj))
             continue
         if images >= MAX_IMAGES:
             continue

@@ -15,7 +15,8 @@ sends it PDFs one at a time. What happens, step by step (:func:`ask`):
    unreadable; the next PDF starts a new child. A child is also replaced after
    :data:`MAX_REQUESTS` PDFs, so that memory a library keeps does not accumulate.
 4. A child belongs to the process that started it (checked by pid after a fork); it exits when its
-   standard input closes, i.e. when that process ends, however it ends.
+   standard input closes, i.e. when that process ends, however it ends. A process that ends
+   normally (``atexit``, or a ``multiprocessing`` worker's exit) also waits for it.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def ask(data: bytes, trust: str, text: bool, *, timeout: float, memory: int) -> 
                 _child = _Child(memory)
             except OSError:
                 return None
+            _close_at_exit()
         child = _child
         child.served += 1
         answer: dict[str, Any] = {}
@@ -123,6 +125,21 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _close_at_exit() -> None:
+    """Also close the child when this process is a ``multiprocessing`` worker: those end with
+    ``os._exit`` and skip ``atexit``; the child would outlive them, unreaped, its CPU time counted
+    for no one."""
+    global _finalizer_pid
+    if _finalizer_pid != os.getpid():
+        from multiprocessing import util
+
+        util.Finalize(None, _close, exitpriority=0)
+        _finalizer_pid = os.getpid()
+
+
+_finalizer_pid = 0
 
 
 @atexit.register
