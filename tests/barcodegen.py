@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import unicodedata
 import zlib
@@ -110,9 +111,10 @@ def b45encode(data: bytes) -> str:
 
 def hc1(spec: CertSpec, signer: Signer, *, flip: bool = False) -> bytes:
     """An EU DCC test certificate (``HC1:`` text) for ``spec``, ES256-signed by ``signer``."""
-    offset = datetime.timedelta(hours=2)  # mailgen samples are French local times; summer offset is fine here
-    sc = (spec.sampled_at - offset).strftime("%Y-%m-%dT%H:%M:%SZ") if 4 <= spec.sampled_at.month <= 9 else \
-        (spec.sampled_at - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from zoneinfo import ZoneInfo  # mailgen samples are French wall-clock times; the DCC gives UTC
+
+    local = spec.sampled_at.replace(tzinfo=ZoneInfo("Europe/Paris"))
+    sc = local.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     negative = spec.result[:1].upper() == "N"
     hcert = {
         "ver": "1.3.0",
@@ -158,6 +160,11 @@ def _rectangles(w: int, h: int, pixels: bytes, side: int, x: int, y: int) -> byt
     return b"".join(ops)
 
 
+@functools.cache
+def _logo_pixels(side: int = 160) -> bytes:
+    return bytes((x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(side) for x in range(side))
+
+
 def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[bytes] = (),
                       media: tuple[int, int] = (595, 842), *, vector: bool = False,
                       logo: bool = False) -> bytes:
@@ -194,8 +201,7 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
         content.append(b"q %d 0 0 %d %d %d cm /Im%d Do Q\n" % (side, side * h // w, x, y, i))
     if logo:
         num = len(objs) + 1
-        side = 160
-        pixels = bytes((x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(side) for x in range(side))
+        side, pixels = 160, _logo_pixels()
         objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
                     b"/BitsPerComponent 8 /Length %d >>\nstream\n%s\nendstream" % (side, side, len(pixels), pixels))
         xobjects.append(b"/Logo %d 0 R" % num)

@@ -164,3 +164,39 @@ def test_the_reader_child_ends_with_the_worker_process_that_started_it() -> None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert out.stdout.strip() == "reaped by its worker", out.stderr
+
+
+def test_signer_certificates_are_accepted_in_the_trust_list(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DSC de test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(SIGNER.key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+            .sign(SIGNER.key, hashes.SHA256()))
+    folder = bg.write_trust_list(tmp_path / "liste", SIGNER)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    for kind in ("2d-doc", "dcc"):
+        [path] = (folder / kind).glob("*.pem")
+        path.write_bytes(pem)  # an X.509 certificate in place of the bare key
+    spec = bg.spec_for(26)
+    v = verification(mailgen.make_message(spec, pdf=bg.certificate_pdf(spec, SIGNER)), folder)
+    assert v["status"] == "verified" and [b["signature"] for b in v["barcodes"]] == ["valid", "valid"]
+
+
+def test_a_reader_child_past_its_memory_ceiling_is_replaced(trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helper.parse import pdfworker
+
+    pdf = bg.certificate_pdf(bg.spec_for(27), SIGNER)
+    first = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    pid = pdfworker._child.proc.pid
+    assert pdfworker._child.peak_rss > 10 * 1024 * 1024  # the child reports its peak memory
+    assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False) is not None
+    assert pdfworker._child.proc.pid == pid  # below the ceiling: the same child goes on
+    monkeypatch.setattr(pdfworker, "MAX_CHILD_RSS", 1024 * 1024)
+    again = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    assert again is not None and again.barcodes == first.barcodes and pdfworker._child.proc.pid != pid

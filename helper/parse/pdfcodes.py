@@ -7,8 +7,9 @@ under a millisecond. So, page by page (at most :data:`BARCODE_PAGES`), step by s
 1. pdfium loads the page and lists its objects, inside form XObjects too: the images, and how many
    segments the vector drawing (paths) has in all.
 2. Each image (at most :data:`MAX_IMAGES`; one over :data:`MAX_IMAGE_PIXELS` is not decoded) is read
-   at its native resolution, without rendering anything: first as a generated ("pure") code, the
-   fastest, then with the general detector. Only Data Matrix and QR codes are looked for.
+   at its native resolution, without rendering anything: every image first as a generated ("pure")
+   code, the fastest; only if that gave no 2D-DOC or DCC, every image again with the general
+   detector. Only Data Matrix and QR codes are looked for.
 3. When no image held a 2D-DOC or DCC, the page is rendered (grayscale, :data:`RENDER_DPI`, never more than
    :data:`MAX_PIXELS` pixels) and read only if it could hold a code the images did not show: its
    paths have at least :data:`MIN_SEGMENTS` segments (a code drawn as vector rectangles), or an
@@ -60,29 +61,29 @@ def payloads(data: bytes) -> list[bytes]:
 def _read_page(page: Any, found: list[bytes]) -> None:
     import pypdfium2.raw as raw
 
-    segments, images, too_big = 0, 0, False
+    segments, images, too_big = 0, [], False
     for obj in page.get_objects(filter=(raw.FPDF_PAGEOBJ_IMAGE, raw.FPDF_PAGEOBJ_PATH)):
         if obj.type == raw.FPDF_PAGEOBJ_PATH:
             if segments < MIN_SEGMENTS:
                 segments += max(0, raw.FPDFPath_CountSegments(obj))
-            continue
-        if images >= MAX_IMAGES:
-            continue
-        images += 1
-        width, height = obj.get_px_size()
-        if width * height > MAX_IMAGE_PIXELS:
-            too_big = True
-            continue
-        if width < 8 or height < 8:
-            continue
-        _decode(obj.get_bitmap(render=False), found, image=True)
-    if _signed(found) or (segments < MIN_SEGMENTS and not too_big):
+        elif len(images) < MAX_IMAGES:
+            width, height = obj.get_px_size()
+            if width * height > MAX_IMAGE_PIXELS:
+                too_big = True
+            elif width >= 8 and height >= 8:
+                images.append(obj)
+    for pure in (True, False):  # generated codes first, on every image; the slower detector after
+        for obj in images:
+            _decode(obj.get_bitmap(render=False), found, pure=pure)
+        if _signed(found):
+            return
+    if segments < MIN_SEGMENTS and not too_big:
         return
     width, height = page.get_size()
     if width <= 0 or height <= 0:
         return
     scale = min(RENDER_DPI / 72, (MAX_PIXELS / (width * height)) ** 0.5)
-    _decode(page.render(scale=scale, grayscale=True), found, image=False)
+    _decode(page.render(scale=scale, grayscale=True), found, pure=False)
 
 
 def _signed(found: list[bytes]) -> bool:
@@ -90,8 +91,9 @@ def _signed(found: list[bytes]) -> bool:
     return any(classify(payload) for payload in found)
 
 
-def _decode(bitmap: Any, found: list[bytes], *, image: bool) -> None:
-    """Add the codes of ``bitmap`` to ``found``: an embedded image is tried as a pure code first."""
+def _decode(bitmap: Any, found: list[bytes], *, pure: bool) -> None:
+    """Add the codes of ``bitmap`` to ``found``, read as a generated code alone (``pure``: fast,
+    for an embedded image) or searched for anywhere in it."""
     import zxingcpp
 
     channels = bitmap.n_channels
@@ -101,8 +103,9 @@ def _decode(bitmap: Any, found: list[bytes], *, image: bool) -> None:
     view = zxingcpp.ImageView(memoryview(bitmap.buffer).cast("B"), bitmap.width, bitmap.height, kind,
                               bitmap.stride, channels)
     formats = (zxingcpp.BarcodeFormat.DataMatrix, zxingcpp.BarcodeFormat.QRCode)
-    results = zxingcpp.read_barcodes(view, formats=formats, is_pure=True) if image else []
-    if not any(r.valid for r in results):
+    if pure:
+        results = zxingcpp.read_barcodes(view, formats=formats, is_pure=True)
+    else:
         results = zxingcpp.read_barcodes(view, formats=formats, try_rotate=False, try_invert=False)
     for result in results:
         if result.valid and result.bytes not in found:

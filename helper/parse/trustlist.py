@@ -101,12 +101,13 @@ def _stamp(path: Path) -> tuple[int, ...] | None:
 
 def public_key(text: str) -> Any | None:
     """A public key from PEM (key or certificate) or base64 DER (SubjectPublicKeyInfo or certificate)."""
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
     text = text.strip()
     try:
         if "-----BEGIN CERTIFICATE-----" in text:
+            from cryptography import x509  # only for certificates: some 7 MB more in the reader child
+
             return x509.load_pem_x509_certificate(text.encode("ascii")).public_key()
         if "-----BEGIN" in text:
             return load_pem_public_key(text.encode("ascii"))
@@ -114,6 +115,8 @@ def public_key(text: str) -> Any | None:
         try:
             return load_der_public_key(der)
         except ValueError:
+            from cryptography import x509
+
             return x509.load_der_x509_certificate(der).public_key()
     except (ValueError, TypeError, UnicodeEncodeError):
         return None
