@@ -200,3 +200,14 @@ def test_a_reader_child_past_its_memory_ceiling_is_replaced(trust_dir: Path, mon
     monkeypatch.setattr(pdfworker, "MAX_CHILD_RSS", 1024 * 1024)
     again = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
     assert again is not None and again.barcodes == first.barcodes and pdfworker._child.proc.pid != pid
+
+
+def test_the_threaded_exchange_used_where_pipes_cannot_be_polled_keeps_the_bounds(
+        trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helper.parse import pdfworker
+
+    monkeypatch.setattr(pdfworker, "_POLL", False)  # as on Windows
+    pdf = bg.certificate_pdf(bg.spec_for(28), SIGNER)
+    assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), timeout=0.001) is None  # over time
+    info = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    assert info is not None and [b["signature"] for b in info.barcodes] == ["valid", "valid"]
