@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import unicodedata
 import zlib
@@ -110,9 +111,10 @@ def b45encode(data: bytes) -> str:
 
 def hc1(spec: CertSpec, signer: Signer, *, flip: bool = False) -> bytes:
     """An EU DCC test certificate (``HC1:`` text) for ``spec``, ES256-signed by ``signer``."""
-    offset = datetime.timedelta(hours=2)  # mailgen samples are French local times; summer offset is fine here
-    sc = (spec.sampled_at - offset).strftime("%Y-%m-%dT%H:%M:%SZ") if 4 <= spec.sampled_at.month <= 9 else \
-        (spec.sampled_at - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from zoneinfo import ZoneInfo  # mailgen samples are French wall-clock times; the DCC gives UTC
+
+    local = spec.sampled_at.replace(tzinfo=ZoneInfo("Europe/Paris"))
+    sc = local.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     negative = spec.result[:1].upper() == "N"
     hcert = {
         "ver": "1.3.0",
@@ -140,9 +142,35 @@ def _image(payload: bytes, fmt: zxingcpp.BarcodeFormat) -> tuple[int, int, bytes
     return w, h, view.tobytes()
 
 
+def _rectangles(w: int, h: int, pixels: bytes, side: int, x: int, y: int) -> bytes:
+    """The dark modules of a barcode image as filled vector rectangles (runs of a row merged)."""
+    unit = side / w
+    ops = [b"q 0 g\n"]
+    for row in range(h):
+        col = 0
+        while col < w:
+            if pixels[row * w + col] >= 128:
+                col += 1
+                continue
+            start = col
+            while col < w and pixels[row * w + col] < 128:
+                col += 1
+            ops.append(b"%.3f %.3f %.3f %.3f re f\n" % (x + start * unit, y + (h - row - 1) * unit, (col - start) * unit, unit))
+    ops.append(b"Q\n")
+    return b"".join(ops)
+
+
+@functools.cache
+def _logo_pixels(side: int = 160) -> bytes:
+    return bytes((x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(side) for x in range(side))
+
+
 def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[bytes] = (),
-                      media: tuple[int, int] = (595, 842)) -> bytes:
-    """One-page PDF with ``lines`` of Helvetica text and the barcodes drawn as images."""
+                      media: tuple[int, int] = (595, 842), *, vector: bool = False,
+                      logo: bool = False) -> bytes:
+    """One-page PDF with ``lines`` of Helvetica text and the barcodes drawn as images (``vector``:
+    as filled rectangles, as some PDF producers draw them). ``logo``: a grey photo-like image (not a
+    barcode) at the top, as on real certificates."""
     images = [(*_image(p, zxingcpp.BarcodeFormat.DataMatrix), 110) for p in datamatrix]
     images += [(*_image(p, zxingcpp.BarcodeFormat.QRCode), 220) for p in qr]
     objs: list[bytes] = [
@@ -161,6 +189,9 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
         x = 40 if side == 110 else 330
         y = tops[side] - side
         tops[side] = y - 20
+        if vector:
+            content.append(_rectangles(w, h, pixels, side, x, y))
+            continue
         num = len(objs) + 1
         data = zlib.compress(pixels)
         objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
@@ -168,6 +199,13 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
                     % (w, h, len(data), data))
         xobjects.append(b"/Im%d %d 0 R" % (i, num))
         content.append(b"q %d 0 0 %d %d %d cm /Im%d Do Q\n" % (side, side * h // w, x, y, i))
+    if logo:
+        num = len(objs) + 1
+        side, pixels = 160, _logo_pixels()
+        objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                    b"/BitsPerComponent 8 /Length %d >>\nstream\n%s\nendstream" % (side, side, len(pixels), pixels))
+        xobjects.append(b"/Logo %d 0 R" % num)
+        content.append(b"q 80 0 0 80 480 740 cm /Logo Do Q\n")
     stream = b"".join(content)
     objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objs[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 4 0 R >> "
@@ -185,11 +223,12 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
 
 
 def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool = True,
-                    flip: bool = False, extra_dm: list[bytes] = ()) -> bytes:
-    """The certificate PDF of ``spec`` carrying its 2D-DOC (and DCC) signed by ``signer``."""
+                    flip: bool = False, extra_dm: list[bytes] = (), **kw: bool) -> bytes:
+    """The certificate PDF of ``spec`` carrying its 2D-DOC (and DCC) signed by ``signer``
+    (``vector``, ``logo``: see :func:`pdf_with_barcodes`)."""
     dm = [twoddoc(spec, signer, flip=flip)] if signer else []
     qr = [hc1(spec, signer, flip=flip)] if signer and dcc else []
-    return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr)
+    return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr, **kw)
 
 
 def spec_for(seed: int, **kw: object) -> CertSpec:

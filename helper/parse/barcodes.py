@@ -23,6 +23,7 @@ bounded so that a hostile payload costs little. The decoded payload is kept as r
 from __future__ import annotations
 
 import base64
+import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -179,29 +180,32 @@ def _fields(message: str, doc_type: str) -> dict[str, str]:
 # --- EU DCC ------------------------------------------------------------------------------------
 
 _B45 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-_B45_VALUE = {c: i for i, c in enumerate(_B45)}
+#: Byte → base45 value, 0xFF for a byte that is not in the alphabet.
+_B45_TABLE = bytes(_B45.index(chr(b)) if chr(b) in _B45 else 0xFF for b in range(256))
 
 
 def b45decode(text: str) -> bytes:
-    out = bytearray()
+    """RFC 9285 base45: every 3 characters give 2 bytes (c + 45·d + 45²·e), 2 final ones give 1."""
     try:
-        for i in range(0, len(text), 3):
-            chunk = [_B45_VALUE[c] for c in text[i : i + 3]]
-            if len(chunk) == 3:
-                n = chunk[0] + chunk[1] * 45 + chunk[2] * 45 * 45
-                if n > 0xFFFF:
-                    raise BarcodeError("base45 invalide")
-                out += n.to_bytes(2, "big")
-            elif len(chunk) == 2:
-                n = chunk[0] + chunk[1] * 45
-                if n > 0xFF:
-                    raise BarcodeError("base45 invalide")
-                out.append(n)
-            else:
-                raise BarcodeError("base45 invalide (longueur)")
-    except KeyError as exc:
+        values = text.encode("ascii").translate(_B45_TABLE)
+    except UnicodeEncodeError as exc:
         raise BarcodeError("base45 invalide (caractère)") from exc
-    return bytes(out)
+    if 0xFF in values:
+        raise BarcodeError("base45 invalide (caractère)")
+    full, rest = divmod(len(values), 3)
+    if rest == 1:
+        raise BarcodeError("base45 invalide (longueur)")
+    end = full * 3
+    numbers = [c + 45 * d + 2025 * e for c, d, e in zip(values[0:end:3], values[1:end:3], values[2:end:3], strict=True)]
+    if numbers and max(numbers) > 0xFFFF:
+        raise BarcodeError("base45 invalide")
+    out = struct.pack(f">{len(numbers)}H", *numbers)
+    if rest == 2:
+        n = values[end] + 45 * values[end + 1]
+        if n > 0xFF:
+            raise BarcodeError("base45 invalide")
+        out += bytes([n])
+    return out
 
 
 def parse_hc1(payload: bytes) -> Dcc:

@@ -5,10 +5,11 @@ the helper. Extraction runs in a short-lived child process with an address-space
 (POSIX) and a wall-clock timeout; a PDF that exceeds them is kept but not read.
 
 With ``barcodes=True`` the PDF goes instead to a long-lived child with the same limits
-(:mod:`helper.parse.pdfworker`), which also renders the first pages (pypdfium2), reads their
-Data Matrix and QR codes (zxing-cpp) and checks the 2D-DOC and DCC signatures against the trust
-list (:func:`helper.parse.verify.read_barcodes`): a garbage or huge barcode costs at most the
-same bounds, never the service.
+(:mod:`helper.parse.pdfworker`), which also reads the Data Matrix and QR codes of the first
+pages (:mod:`helper.parse.pdfcodes`: embedded images first, rendering only when needed) and
+checks the 2D-DOC and DCC signatures against the trust list
+(:func:`helper.parse.verify.read_barcodes`): a garbage or huge barcode costs at most the same
+bounds, never the service.
 
 Run as ``python -m helper.parse.pdftext MEMORY [TRUST_LIST_DIR]`` with the PDF on standard input:
 prints JSON (text, creation date, and the barcodes when a trust-list argument is given, ``-`` for none).
@@ -25,10 +26,6 @@ TIMEOUT_SECONDS = 10.0
 MEMORY_BYTES = 512 * 1024 * 1024
 MAX_PAGES = 4
 MAX_PDF_BYTES = 20 * 1024 * 1024
-#: Pages rendered to look for barcodes, at this resolution, never more pixels than this per page.
-BARCODE_PAGES = 2
-BARCODE_DPI = 200
-MAX_PIXELS = 16_000_000
 
 
 @dataclass
@@ -108,14 +105,14 @@ def read_pdf(data: bytes, trust_list: str | None, read_text: bool = True) -> dic
     ``trust_list`` is given (``-`` for an empty list); None when nothing at all could be read."""
     import io
 
-    from pypdf import PdfReader
-
     found = _barcodes(data, None if trust_list in (None, "-") else trust_list) if trust_list else None
     text: str | None = None
     reader = None
     try:
         if not read_text:
             raise LookupError("text not asked for")
+        from pypdf import PdfReader  # only when the text is asked for: it is the child's largest import
+
         reader = PdfReader(io.BytesIO(data), strict=False)
         texts = []
         for page in reader.pages[:MAX_PAGES]:
@@ -136,41 +133,11 @@ def read_pdf(data: bytes, trust_list: str | None, read_text: bool = True) -> dic
 
 def _barcodes(data: bytes, trust_list: str | None) -> list[dict]:
     """Checked barcodes of the first pages (an unrenderable PDF simply has none)."""
+    from helper.parse.pdfcodes import payloads
     from helper.parse.trustlist import TrustList
     from helper.parse.verify import read_barcodes
 
-    return read_barcodes(_payloads(data), TrustList(trust_list))
-
-
-def _payloads(data: bytes) -> list[bytes]:
-    import pypdfium2 as pdfium
-    import zxingcpp
-
-    payloads: list[bytes] = []
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except Exception:  # noqa: BLE001 - pdfium cannot open it: no barcode
-        return payloads
-    formats = (zxingcpp.BarcodeFormat.DataMatrix, zxingcpp.BarcodeFormat.QRCode)
-    try:
-        for index in range(min(len(pdf), BARCODE_PAGES)):
-            page = pdf[index]
-            width, height = page.get_size()
-            if width <= 0 or height <= 0:
-                continue
-            scale = min(BARCODE_DPI / 72, (MAX_PIXELS / (width * height)) ** 0.5)
-            bitmap = page.render(scale=scale, grayscale=True)
-            view = zxingcpp.ImageView(memoryview(bitmap.buffer).cast("B"), bitmap.width, bitmap.height,
-                                      zxingcpp.ImageFormat.Lum if bitmap.n_channels == 1 else zxingcpp.ImageFormat.BGRA
-                                      if bitmap.n_channels == 4 else zxingcpp.ImageFormat.BGR, bitmap.stride, bitmap.n_channels)
-            for found in zxingcpp.read_barcodes(view, formats=formats, try_rotate=False, try_invert=False):
-                if found.valid and found.bytes not in payloads:
-                    payloads.append(bytes(found.bytes))
-            if payloads:  # the codes are on one page: do not render the next one
-                break
-    except Exception:  # noqa: BLE001 - a page pdfium cannot render has no readable barcode
-        return payloads
-    return payloads
+    return read_barcodes(payloads(data), TrustList.shared(trust_list))
 
 
 if __name__ == "__main__":

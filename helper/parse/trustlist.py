@@ -10,7 +10,8 @@ Layout of the folder named by ``barcode_trust_list`` (see docs/verification.md):
 - ``2d-doc.json`` / ``dcc.json``: the same in bulk, ``{"FR01AB1C": "<PEM or base64 DER>"}`` and
   ``{"<kid in base64>": "<PEM or base64 DER>"}``, as the published lists give them.
 
-Keys are read when first asked for, once per process. A key that cannot be read counts as absent.
+Keys are read when first asked for and kept (:meth:`TrustList.shared`) until their file changes.
+A key that cannot be read counts as absent.
 """
 
 from __future__ import annotations
@@ -28,25 +29,40 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 class TrustList:
     def __init__(self, folder: str | Path | None) -> None:
         self.folder = Path(folder) if folder else None
-        self._bulk: dict[str, dict[str, str]] = {}
-        self._cache: dict[tuple[str, str], Any] = {}
+        self._bulk: dict[str, tuple[tuple[int, ...] | None, dict[str, str]]] = {}
+        self._cache: dict[tuple[str, str], tuple[tuple[tuple[int, ...] | None, ...], Any]] = {}
+
+    @classmethod
+    def shared(cls, folder: str | Path | None) -> TrustList:
+        """The process's list for ``folder``: keys stay parsed between PDFs, and a file IT adds,
+        replaces or removes is seen at the next PDF (each lookup checks its files' size and time)."""
+        name = str(folder) if folder else ""
+        found = _shared.get(name)
+        if found is None:
+            found = _shared[name] = cls(folder)
+        return found
 
     def key(self, kind: str, key_id: str) -> Any | None:
         """The public key for ``kind`` (``2d-doc`` or ``dcc``) and ``key_id`` (``FR01AB1C``, or the
         DCC kid in base64), or None when the list does not hold it."""
-        if (kind, key_id) not in self._cache:
-            self._cache[(kind, key_id)] = self._load(kind, key_id)
-        return self._cache[(kind, key_id)]
-
-    def _load(self, kind: str, key_id: str) -> Any | None:
         if self.folder is None:
             return None
+        pem = self._pem_path(kind, key_id)
+        state = (_stamp(pem) if pem is not None else None, _stamp(self.folder / f"{kind}.json"))
+        cached = self._cache.get((kind, key_id))
+        if cached is None or cached[0] != state:
+            cached = self._cache[(kind, key_id)] = (state, self._load(kind, key_id, pem))
+        return cached[1]
+
+    def _pem_path(self, kind: str, key_id: str) -> Path | None:
         name = key_id if kind == "2d-doc" else key_id.replace("+", "-").replace("/", "_").rstrip("=")
+        return self.folder / kind / f"{name}.pem" if self.folder and _SAFE_NAME.fullmatch(name) else None
+
+    def _load(self, kind: str, key_id: str, pem: Path | None) -> Any | None:
         text = None
-        if _SAFE_NAME.fullmatch(name):
-            path = self.folder / kind / f"{name}.pem"
+        if pem is not None:
             try:
-                text = path.read_text(encoding="ascii", errors="replace")
+                text = pem.read_text(encoding="ascii", errors="replace")
             except OSError:
                 text = None
         if text is None:
@@ -54,28 +70,44 @@ class TrustList:
         return public_key(text) if text else None
 
     def _bulk_entry(self, kind: str, key_id: str) -> str | None:
-        if kind not in self._bulk:
+        path = self.folder / f"{kind}.json" if self.folder else None
+        stamp = _stamp(path) if path is not None else None
+        if kind not in self._bulk or self._bulk[kind][0] != stamp:
             entries: dict[str, str] = {}
-            path = self.folder / f"{kind}.json" if self.folder else None
             try:
-                if path is not None and path.is_file() and path.stat().st_size <= MAX_JSON_BYTES:
+                if path is not None and stamp is not None and stamp[1] <= MAX_JSON_BYTES:
                     loaded = json.loads(path.read_text(encoding="utf-8"))
                     if isinstance(loaded, dict):
                         entries = {str(k): v for k, v in loaded.items() if isinstance(v, str)}
             except (OSError, ValueError):
                 entries = {}
-            self._bulk[kind] = entries
-        return self._bulk[kind].get(key_id)
+            self._bulk[kind] = (stamp, entries)
+        return self._bulk[kind][1].get(key_id)
+
+
+_shared: dict[str, TrustList] = {}
+
+
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What tells a changed file: inode, size, modification and change times (None: no such file)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not (st.st_mode & 0o170000) == 0o100000:  # not a regular file
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def public_key(text: str) -> Any | None:
     """A public key from PEM (key or certificate) or base64 DER (SubjectPublicKeyInfo or certificate)."""
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
     text = text.strip()
     try:
         if "-----BEGIN CERTIFICATE-----" in text:
+            from cryptography import x509  # only for certificates: some 7 MB more in the reader child
+
             return x509.load_pem_x509_certificate(text.encode("ascii")).public_key()
         if "-----BEGIN" in text:
             return load_pem_public_key(text.encode("ascii"))
@@ -83,6 +115,8 @@ def public_key(text: str) -> Any | None:
         try:
             return load_der_public_key(der)
         except ValueError:
+            from cryptography import x509
+
             return x509.load_der_x509_certificate(der).public_key()
     except (ValueError, TypeError, UnicodeEncodeError):
         return None

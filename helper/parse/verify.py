@@ -21,6 +21,7 @@ What happens, step by step:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
@@ -180,10 +181,11 @@ def name_key(text: str) -> str:
     return re.sub(r"[^A-Z]", "", text.upper())
 
 
-def _name_keys(text: str) -> set[str]:
+@functools.lru_cache(maxsize=512)  # a name is compared with every barcode field of its certificate
+def _name_keys(text: str) -> frozenset[str]:
     """Accepted spellings: ICAO (``MUELLER``) and plain accent-dropping (``MULLER``)."""
     plain = re.sub(r"[^A-Z]", "", _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_SPECIAL_FOLDS))).upper())
-    return {name_key(text), plain}
+    return frozenset((name_key(text), plain))
 
 
 def _first_names_agree(mail: str, barcode: str) -> bool:

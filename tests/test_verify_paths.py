@@ -1,0 +1,213 @@
+"""How the barcodes of a certificate PDF are found (issue 12): embedded images are read directly,
+the page is rendered only when its vector drawing could hold a code, and the reader child keeps the
+trust list parsed without missing an update.
+
+PDFs are built at test time (tests/barcodegen.py): real Data Matrix and QR codes drawn by zxing-cpp,
+signed with keys made by ``cryptography``, either embedded as images or drawn as filled rectangles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import barcodegen as bg
+import mailgen
+import pypdfium2
+import pytest
+
+from helper.parse import barcodes, pdfcodes, pdftext
+from helper.parse.message import ParseConfig, parse_message
+from helper.parse.trust import TrustPolicy
+
+SIGNER = bg.Signer.new()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def trust_dir(tmp_path: Path) -> Path:
+    return bg.write_trust_list(tmp_path / "liste-de-confiance", SIGNER)
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The scales of every page render pdfium is asked for in this process."""
+    calls: list[float] = []
+    real = pypdfium2.PdfPage.render
+
+    def counted(self, scale=1, **kw):  # noqa: ANN001, ANN202
+        calls.append(scale)
+        return real(self, scale=scale, **kw)
+
+    monkeypatch.setattr(pypdfium2.PdfPage, "render", counted)
+    return calls
+
+
+def verification(raw: bytes, trust_dir: Path) -> dict:
+    pol = TrustPolicy(verify_barcodes=True, barcode_trust_list=str(trust_dir))
+    [outcome] = parse_message(raw, ParseConfig(trust=pol))
+    assert outcome.certificate is not None, outcome
+    return outcome.certificate.verification
+
+
+def test_barcodes_embedded_as_images_are_read_without_rendering_the_page(trust_dir: Path, renders: list) -> None:
+    spec = bg.spec_for(21)
+    pdf = bg.certificate_pdf(spec, SIGNER, logo=True)
+    found = pdfcodes.payloads(pdf)
+    assert [barcodes.classify(p) for p in found] == ["2d-doc", "dcc"] and renders == []
+    assert found[0].split(b"\x1f")[0] == bg.twoddoc(spec, SIGNER).split(b"\x1f")[0]  # signatures are randomised
+    assert verification(mailgen.make_message(spec, pdf=pdf), trust_dir)["status"] == "verified"
+
+
+def test_a_barcode_drawn_as_vector_rectangles_verifies_through_the_page_render(trust_dir: Path, renders: list) -> None:
+    spec = bg.spec_for(22)
+    pdf = bg.certificate_pdf(spec, SIGNER, vector=True, logo=True)
+    found = pdfcodes.payloads(pdf)
+    assert [barcodes.classify(p) for p in found] == ["2d-doc", "dcc"]
+    assert renders == [pdfcodes.RENDER_DPI / 72]  # one render, at the fallback resolution
+    v = verification(mailgen.make_message(spec, pdf=pdf), trust_dir)
+    assert v["status"] == "verified" and [b["signature"] for b in v["barcodes"]] == ["valid", "valid"]
+    # The same barcodes with one field of the mail changed: the render path cross-checks as well.
+    other = mailgen.make_message(replace(spec, sex="M" if spec.sex == "F" else "F"), pdf=pdf)
+    assert verification(other, trust_dir)["fields"] == ["sex"]
+
+
+def test_a_page_of_text_and_images_without_codes_is_not_rendered(trust_dir: Path, renders: list) -> None:
+    spec = bg.spec_for(23)
+    text_and_logo = bg.pdf_with_barcodes(mailgen.pdf_text_lines(spec), logo=True)
+    assert pdfcodes.payloads(text_and_logo) == [] and pdfcodes.payloads(mailgen.make_pdf(spec)) == []
+    assert renders == []
+    v = verification(mailgen.make_message(spec, pdf=text_and_logo), trust_dir)
+    assert v["status"] == "unverifiable" and "aucun code-barres" in v["detail"]
+
+
+def test_an_image_too_big_to_decode_alone_makes_the_page_rendered(renders: list) -> None:
+    spec = bg.spec_for(24)
+    pdf = bg.pdf_with_barcodes(mailgen.pdf_text_lines(spec), [bg.twoddoc(spec, SIGNER)])
+    small_limit = pdfcodes.MAX_IMAGE_PIXELS
+    try:
+        pdfcodes.MAX_IMAGE_PIXELS = 100  # every image now counts as "too big"
+        found = pdfcodes.payloads(pdf)
+    finally:
+        pdfcodes.MAX_IMAGE_PIXELS = small_limit
+    assert [barcodes.classify(p) for p in found] == ["2d-doc"] and len(renders) == 1
+
+
+def test_a_replaced_or_removed_key_file_is_seen_at_the_next_pdf(trust_dir: Path) -> None:
+    spec = bg.spec_for(25)
+    pdf = bg.certificate_pdf(spec, SIGNER, dcc=False)
+
+    def signature() -> str:
+        info = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+        assert info is not None and info.barcodes is not None
+        return info.barcodes[0]["signature"]
+
+    pem = trust_dir / "2d-doc" / f"{SIGNER.ca}{SIGNER.cert}.pem"
+    assert signature() == "valid"
+    other = bg.Signer.new()
+    pem.write_bytes(other.pem())  # overwritten in place, same name and maybe the same size
+    assert signature() == "invalid"
+    pem.unlink()
+    assert signature() == "unknown_key"
+    (trust_dir / "2d-doc.json").write_text(json.dumps({SIGNER.ca + SIGNER.cert: SIGNER.pem().decode()}))
+    assert signature() == "valid"
+
+
+def test_base45_decodes_the_rfc_examples_and_refuses_the_rest() -> None:
+    assert barcodes.b45decode("BB8") == b"AB" and barcodes.b45decode("%69 VD92EX0") == b"Hello!!"
+    assert barcodes.b45decode("UJCLQE7W581") == b"base-45"
+    rng = random.Random(5)
+    for size in range(0, 80):
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert barcodes.b45decode(bg.b45encode(data)) == data
+    for bad in ("GGW", ":::", "A", "abc", "é00", "::"):
+        with pytest.raises(barcodes.BarcodeError):
+            barcodes.b45decode(bad)
+
+
+CHILD_OUTLIVES = """
+import ctypes, multiprocessing, os, sys, time
+sys.path[:0] = [{tests!r}]
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: an orphaned grandchild becomes ours
+
+def work(queue):
+    import barcodegen as bg
+    from helper.parse import pdftext, pdfworker
+    signer = bg.Signer.new()
+    pdftext.extract(bg.certificate_pdf(bg.spec_for(1), signer), barcodes=True, trust_list="-", text=False)
+    queue.put(pdfworker._child.proc.pid)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    worker = ctx.Process(target=work, args=(queue,))
+    worker.start()
+    reader = queue.get(timeout=60)
+    worker.join(60)
+    time.sleep(0.5)
+    try:
+        pid, _ = os.waitpid(reader, os.WNOHANG)
+        print("orphaned" if pid else "running")
+    except ChildProcessError:
+        print("reaped by its worker")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER is Linux's")
+def test_the_reader_child_ends_with_the_worker_process_that_started_it() -> None:
+    script = CHILD_OUTLIVES.format(tests=str(ROOT / "tests"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert out.stdout.strip() == "reaped by its worker", out.stderr
+
+
+def test_signer_certificates_are_accepted_in_the_trust_list(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DSC de test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(SIGNER.key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+            .sign(SIGNER.key, hashes.SHA256()))
+    folder = bg.write_trust_list(tmp_path / "liste", SIGNER)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    for kind in ("2d-doc", "dcc"):
+        [path] = (folder / kind).glob("*.pem")
+        path.write_bytes(pem)  # an X.509 certificate in place of the bare key
+    spec = bg.spec_for(26)
+    v = verification(mailgen.make_message(spec, pdf=bg.certificate_pdf(spec, SIGNER)), folder)
+    assert v["status"] == "verified" and [b["signature"] for b in v["barcodes"]] == ["valid", "valid"]
+
+
+def test_a_reader_child_past_its_memory_ceiling_is_replaced(trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helper.parse import pdfworker
+
+    pdf = bg.certificate_pdf(bg.spec_for(27), SIGNER)
+    first = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    pid = pdfworker._child.proc.pid
+    assert pdfworker._child.peak_rss > 10 * 1024 * 1024  # the child reports its peak memory
+    assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False) is not None
+    assert pdfworker._child.proc.pid == pid  # below the ceiling: the same child goes on
+    monkeypatch.setattr(pdfworker, "MAX_CHILD_RSS", 1024 * 1024)
+    again = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    assert again is not None and again.barcodes == first.barcodes and pdfworker._child.proc.pid != pid
+
+
+def test_the_threaded_exchange_used_where_pipes_cannot_be_polled_keeps_the_bounds(
+        trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helper.parse import pdfworker
+
+    monkeypatch.setattr(pdfworker, "_POLL", False)  # as on Windows
+    pdf = bg.certificate_pdf(bg.spec_for(28), SIGNER)
+    assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), timeout=0.001) is None  # over time
+    info = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    assert info is not None and [b["signature"] for b in info.barcodes] == ["valid", "valid"]
