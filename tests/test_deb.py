@@ -26,7 +26,8 @@ from pathlib import Path
 
 import mailgen
 import pytest
-from conftest import ROOT, free_port, recent_spec
+from conftest import ROOT, SYSTEM_PACKAGE_LOCK, free_port, recent_spec
+from syslock import file_lock
 
 PACKAGE = "sidep-helper"
 UNIT = Path("/usr/lib/systemd/user/sidep-helper.service")
@@ -64,6 +65,13 @@ def deb() -> Path:
 
 @pytest.fixture(scope="module")
 def installed(deb: Path) -> Iterator[dict[str, object]]:
+    # The package's pairing hosts and /etc/sidep-helper are seen by every browser and helper on the
+    # machine: installed only while no module that would see them runs (conftest.SYSTEM_PACKAGE_LOCK).
+    with file_lock(SYSTEM_PACKAGE_LOCK):
+        yield from _installed(deb)
+
+
+def _installed(deb: Path) -> Iterator[dict[str, object]]:
     if subprocess.run(["dpkg-query", "-W", PACKAGE], capture_output=True).returncode == 0:
         _run("dpkg", "--purge", PACKAGE)  # a leftover from an interrupted run
     before = {"sidep": _sidep_paths(), "native": {d: d.exists() for d in NATIVE_DIRS + [d.parent for d in NATIVE_DIRS]}}
