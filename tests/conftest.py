@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -53,40 +54,35 @@ _node_on_path()
 os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
 
 
-# --- parallel runs: pytest-xdist with ``--dist loadgroup --no-loadscope-reorder`` (as tests/run does) -----
+# --- parallel runs: pytest-xdist with ``--dist loadfile --no-loadscope-reorder`` (as tests/run does) ------
 #
-# Each test module is one xdist group: its tests run in file order on one worker, and its module and
-# session fixtures (a built extension, a Dovecot, a serve shared by read-only tests) are built once.
-# Modules are parallel with one another: they use free ports, their own data folders, Dovecot/Roundcube
-# instances and Wine prefixes, and name their CUPS jobs by certificate id. What they do share:
-# - SHARED_GROUPS: modules that must run one after the other on the same worker. Both installer
-#   modules build from this tree (uv build writes build/ and *.egg-info here; packaging/dist,
-#   packaging/windows/.work), and they are the two heaviest: one worker runs them while the other
-#   works through the rest.
+# Each test module runs on one worker, its tests in file order, its module and session fixtures (a built
+# extension, a Dovecot, a serve shared by read-only tests) built once. (Not ``loadgroup``: pytest-xdist
+# 3.8 marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads, so its groups are
+# silently ignored.) Modules are parallel with one another: they use free ports, their own data folders,
+# Dovecot/Roundcube instances and Wine prefixes, and find their CUPS jobs by certificate id. What they
+# share is serialised by file locks (which also hold across test sessions on this machine):
+# - BUILD_LOCK: packaging/build writes into this tree (uv build: build/ and *.egg-info; packaging/dist,
+#   packaging/windows/.work): test_deb and test_installer_windows build one after the other.
 # - SYSTEM_PACKAGE_LOCK: test_deb installs the real package system-wide (pairing hosts under /etc and
 #   /usr/lib/mozilla, /etc/sidep-helper/config.toml, /usr/bin/sidep-helper). It holds this lock
 #   exclusively while installed; SYSTEM_PACKAGE_READERS, whose browsers or helpers would see those files
 #   (Chromium and Thunderbird look up the pairing host; a clean-environment helper reads the machine
-#   config), hold it shared for the whole module. A file lock, so it also holds across test sessions.
-# - FIRST: the longest groups are queued first (longest-first scheduling), so that no worker is left
+#   config), hold it shared for the whole module.
+# - FIRST: the longest modules are queued first (longest-first scheduling), so that no worker is left
 #   with a long module at the end. The rest keep file order.
-SHARED_GROUPS = {"test_deb": "packages", "test_installer_windows": "packages"}
+BUILD_LOCK = Path(tempfile.gettempdir()) / f"sidep-test-build-{hashlib.sha256(bytes(ROOT)).hexdigest()[:12]}.lock"
 SYSTEM_PACKAGE_LOCK = Path(tempfile.gettempdir()) / "sidep-test-system-package.lock"
 SYSTEM_PACKAGE_READERS = {
     "test_demo", "test_extension_chromium", "test_extension_pairing", "test_extension_policy",
     "test_extension_roundcube", "test_extension_thunderbird", "test_readme", "test_roundcube_env",
     "test_thunderbird_env", "test_verify_panel",
 }
-FIRST = ["test_deb", "test_installer_windows", "test_imap_sync", "test_idempotence", "test_lifecycle",
+FIRST = ["test_installer_windows", "test_imap_sync", "test_idempotence", "test_lifecycle", "test_deb",
          "test_extension_thunderbird", "test_extension_chromium", "test_thunderbird_env"]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.module.__name__ if item.module else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, module)))
     rank = {name: i for i, name in enumerate(FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__ if item.module else "", len(rank)))  # stable
 
