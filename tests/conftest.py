@@ -70,7 +70,9 @@ os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
 #   (Chromium and Thunderbird look up the pairing host; a clean-environment helper reads the machine
 #   config), hold it shared for the whole module.
 # - FIRST: the longest modules are queued first (longest-first scheduling), so that no worker is left
-#   with a long module at the end. The rest keep file order.
+#   with a long module at the end; the rest keep file order. Each worker is handed two modules at the
+#   start: with two workers, test_deb then test_installer_windows on one (their builds never wait for
+#   each other), and on the other modules that do not wait for the .deb to be removed.
 BUILD_LOCK = Path(tempfile.gettempdir()) / f"sidep-test-build-{hashlib.sha256(bytes(ROOT)).hexdigest()[:12]}.lock"
 SYSTEM_PACKAGE_LOCK = Path(tempfile.gettempdir()) / "sidep-test-system-package.lock"
 SYSTEM_PACKAGE_READERS = {
@@ -78,7 +80,7 @@ SYSTEM_PACKAGE_READERS = {
     "test_extension_roundcube", "test_extension_thunderbird", "test_readme", "test_roundcube_env",
     "test_thunderbird_env", "test_verify_panel",
 }
-FIRST = ["test_installer_windows", "test_imap_sync", "test_idempotence", "test_lifecycle", "test_deb",
+FIRST = ["test_deb", "test_imap_sync", "test_installer_windows", "test_idempotence", "test_lifecycle",
          "test_extension_thunderbird", "test_extension_chromium", "test_thunderbird_env"]
 
 
