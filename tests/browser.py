@@ -7,7 +7,11 @@ so ``--headless=new`` is passed by hand and Playwright is told ``headless=False`
 - ``ensure_chromium()`` installs Debian's ``chromium`` and ``chromium-l10n`` (its French strings: the
   extension speaks the browser's language) when missing (as root, with apt-get);
 - ``ensure_node_modules()`` runs ``npm ci`` in ``extension/`` when its dependencies are missing;
-- ``build_extension()`` runs ``extension/build`` and returns ``extension/dist/webmail``;
+- ``build_copy(dest)`` runs ``extension/build`` on a copy of today's sources in ``dest`` (output in
+  ``dest/dist``): the work tree's ``extension/dist`` is never written, so parallel test workers (and other
+  test runs on the machine) never rebuild it under each other's browsers;
+- ``build_extension()`` builds such a copy once per test process and returns its ``dist/webmail``
+  (``built_dist()``: its ``dist`` folder, which also holds ``thunderbird/``);
 - ``prepare_extension(dest, extra_matches)`` copies the built extension and adds match patterns to
   its content script and host permissions (a test webmail on ``http://127.0.0.1:PORT``), as IT
   granting another webmail host would;
@@ -17,6 +21,7 @@ so ``--headless=new`` is passed by hand and Playwright is told ``headless=False`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -31,7 +36,6 @@ from syslock import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
-DIST = EXTENSION / "dist"
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium's French UI strings: without them the browser (and so the extension) speaks English
 FRENCH_LOCALE = Path("/usr/lib/chromium/locales/fr.pak")
@@ -112,19 +116,38 @@ def ensure_node_modules() -> Path:
     return EXTENSION / "node_modules"
 
 
+def build_copy(dest: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``node build --quiet *args`` on a copy of extension/ (without node_modules and dist) in ``dest``."""
+    shutil.copytree(EXTENSION, dest, ignore=shutil.ignore_patterns("node_modules", "dist", ".git"))
+    return subprocess.run([_node(), str(dest / "build"), "--quiet", *args], cwd=dest, capture_output=True,
+                          text=True, timeout=120, check=False, env=env)
+
+
+_built: Path | None = None
+
+
+def built_dist() -> Path:
+    """``dist/`` of today's extension sources, built once per test process in a private folder."""
+    global _built
+    if _built is None or not (_built / "webmail" / "manifest.json").is_file():
+        work = Path(tempfile.mkdtemp(prefix="sidep-extension-"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+        proc = build_copy(work / "extension")
+        if proc.returncode != 0:
+            raise BrowserSetupError(f"extension/build failed:\n{proc.stdout}{proc.stderr}")
+        _built = work / "extension" / "dist"
+    return _built
+
+
 def build_extension() -> Path:
-    """Run ``extension/build``; returns the unpacked webmail extension (``extension/dist/webmail``)."""
-    proc = subprocess.run([_node(), str(EXTENSION / "build"), "--quiet"], cwd=EXTENSION,
-                          capture_output=True, text=True, timeout=120, check=False)
-    if proc.returncode != 0:
-        raise BrowserSetupError(f"extension/build failed:\n{proc.stdout}{proc.stderr}")
-    return DIST / "webmail"
+    """The unpacked webmail extension of today's sources (``dist/webmail`` of ``built_dist()``)."""
+    return built_dist() / "webmail"
 
 
 def prepare_extension(dest: Path, extra_matches: Sequence[str] = (), source: Path | None = None) -> Path:
     """A copy of the built webmail extension whose content script also runs on ``extra_matches``
     (match patterns such as ``http://127.0.0.1:8080/*``), with the host permissions for them."""
-    source = source or DIST / "webmail"
+    source = source or build_extension()
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source, dest)

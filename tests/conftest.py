@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from syslock import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +52,50 @@ _node_on_path()
 # No machine-wide configuration unless a test names one: /etc/sidep-helper/config.toml on this machine
 # (e.g. left by the .deb test) must not change other tests' settings.
 os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
+
+
+# --- parallel runs: pytest-xdist with ``--dist loadfile --no-loadscope-reorder`` (as tests/run does) ------
+#
+# Each test module runs on one worker, its tests in file order, its module and session fixtures (a built
+# extension, a Dovecot, a serve shared by read-only tests) built once. (Not ``loadgroup``: pytest-xdist
+# 3.8 marks groups by rewriting ``item._nodeid``, which pytest 9 no longer reads, so its groups are
+# silently ignored.) Modules are parallel with one another: they use free ports, their own data folders,
+# Dovecot/Roundcube instances and Wine prefixes, and find their CUPS jobs by certificate id. What they
+# share is serialised by file locks (which also hold across test sessions on this machine):
+# - BUILD_LOCK: packaging/build writes into this tree (uv build: build/ and *.egg-info; packaging/dist,
+#   packaging/windows/.work): test_deb and test_installer_windows build one after the other.
+# - SYSTEM_PACKAGE_LOCK: test_deb installs the real package system-wide (pairing hosts under /etc and
+#   /usr/lib/mozilla, /etc/sidep-helper/config.toml, /usr/bin/sidep-helper). It holds this lock
+#   exclusively while installed; SYSTEM_PACKAGE_READERS, whose browsers or helpers would see those files
+#   (Chromium and Thunderbird look up the pairing host; a clean-environment helper reads the machine
+#   config), hold it shared for the whole module.
+# - FIRST: the longest modules are queued first (longest-first scheduling), so that no worker is left
+#   with a long module at the end; the rest keep file order. Each worker is handed two modules at the
+#   start: with two workers, test_deb then test_installer_windows on one (their builds never wait for
+#   each other), and on the other modules that do not wait for the .deb to be removed.
+BUILD_LOCK = Path(tempfile.gettempdir()) / f"sidep-test-build-{hashlib.sha256(bytes(ROOT)).hexdigest()[:12]}.lock"
+SYSTEM_PACKAGE_LOCK = Path(tempfile.gettempdir()) / "sidep-test-system-package.lock"
+SYSTEM_PACKAGE_READERS = {
+    "test_demo", "test_extension_chromium", "test_extension_pairing", "test_extension_policy",
+    "test_extension_roundcube", "test_extension_thunderbird", "test_readme", "test_roundcube_env",
+    "test_thunderbird_env", "test_verify_panel",
+}
+FIRST = ["test_deb", "test_imap_sync", "test_installer_windows", "test_idempotence", "test_lifecycle",
+         "test_extension_thunderbird", "test_extension_chromium", "test_thunderbird_env"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__ if item.module else "", len(rank)))  # stable
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _system_package_absent(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.module.__name__ not in SYSTEM_PACKAGE_READERS:
+        yield
+        return
+    with file_lock(SYSTEM_PACKAGE_LOCK, shared=True):
+        yield
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""A private Dovecot IMAP server with TLS and client-certificate login, for the IMAP source tests.
+"""A private Dovecot IMAP server, for the IMAP source tests (TLS, client certificates) and the webmail tests.
+
+The one Dovecot harness of the suite: tests/roundcube.py starts its webmail's IMAP server with
+:class:`Dovecot` too (``pki=None``: plain IMAP on the loopback, user and password, the special-use
+folders Roundcube expects).
 
 ``start_dovecot(pki)`` does, in a new temporary folder:
 
@@ -21,6 +25,7 @@ gives a folder a new UIDVALIDITY (``doveadm mailbox update``). Standard library 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import imaplib
@@ -53,19 +58,7 @@ state_dir = {root}/state
 instance_name = sidep-imap-test-{port}
 log_path = {root}/logs/dovecot.log
 info_log_path = {root}/logs/dovecot.log
-ssl = required
-ssl_cert = <{pki}/server.crt
-ssl_key = <{pki}/server.key
-ssl_ca = <{pki}/ca/ca.crt
-ssl_min_protocol = TLSv1.2
-ssl_verify_client_cert = yes
-ssl_require_crl = no
-ssl_cert_username_field = commonName
-auth_ssl_username_from_cert = {from_cert}
-auth_ssl_require_client_cert = {from_cert}
-auth_mechanisms = {mechanisms}
-disable_plaintext_auth = yes
-auth_verbose = yes
+{security}
 first_valid_uid = {uid}
 last_valid_uid = {uid}
 first_valid_gid = {gid}
@@ -84,6 +77,7 @@ userdb {{
 namespace inbox {{
   inbox = yes
   separator = /
+{special_folders}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -100,6 +94,28 @@ protocol lda {{
   postmaster_address = postmaster@labo.mssante.fr
 }}
 """
+TLS = """\
+ssl = required
+ssl_cert = <{pki}/server.crt
+ssl_key = <{pki}/server.key
+ssl_ca = <{pki}/ca/ca.crt
+ssl_min_protocol = TLSv1.2
+ssl_verify_client_cert = yes
+ssl_require_crl = no
+ssl_cert_username_field = commonName
+auth_ssl_username_from_cert = {from_cert}
+auth_ssl_require_client_cert = {from_cert}
+auth_mechanisms = {mechanisms}
+disable_plaintext_auth = yes
+auth_verbose = yes"""
+PLAIN = """\
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login"""
+SPECIAL_FOLDERS = "\n".join(
+    f"  mailbox {name} {{\n    special_use = \\{name}\n    auto = subscribe\n  }}"
+    for name in ("Drafts", "Sent", "Junk", "Trash")
+)
 
 #: ``extra_conf`` of a server whose IMAP sessions do not offer IDLE (clients must poll)
 NO_IDLE_CONF = """
@@ -123,10 +139,8 @@ class DovecotError(RuntimeError):
     pass
 
 
-def _mailbox(name: str) -> str:
-    """A folder name as imaplib must send it: modified UTF-7 (RFC 3501 5.1.3), quoted."""
-    import base64
-
+def imap_utf7(name: str) -> str:
+    """A folder name in IMAP's modified UTF-7 (RFC 3501 5.1.3), as on the wire and in Roundcube's ``_mbox``."""
     out: list[str] = []
     pending: list[str] = []
 
@@ -143,7 +157,15 @@ def _mailbox(name: str) -> str:
         else:
             pending.append(ch)
     flush()
-    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "".join(out)
+
+
+def quote_mailbox(name: str) -> str:
+    """A folder name as imaplib must send it: modified UTF-7, quoted."""
+    return '"' + imap_utf7(name).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_mailbox = quote_mailbox
 
 
 def free_port() -> int:
@@ -162,13 +184,17 @@ def _greets(port: int) -> bool:
 
 @dataclass
 class Dovecot:
+    """One private server. ``pki=None``: plain IMAP (no TLS listener), user and password; with
+    ``special_folders`` the Drafts/Sent/Junk/Trash folders a webmail expects exist from the start."""
+
     root: Path
-    pki: Pki
+    pki: Pki | None
     client_cert: bool
     user: str = USER
     password: str = "mot-de-passe-de-test"
     port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
+    special_folders: bool = False
     proc: subprocess.Popen[bytes] | None = None
     #: appended to dovecot.conf (``imap_capability`` without IDLE, the ACL plugin, ...)
     extra_conf: str = ""
@@ -197,11 +223,14 @@ class Dovecot:
         passwd.write_text(f"{self.user}:{secret}:{mail_pw.pw_uid}:{mail_pw.pw_gid}::{home}::\n")
         passwd.chmod(0o640)
         os.chown(passwd, 0, pwd.getpwnam("dovecot").pw_gid)
+        security = PLAIN if self.pki is None else TLS.format(
+            pki=self.pki.dir, from_cert="yes" if self.client_cert else "no",
+            mechanisms="external plain" if self.client_cert else "plain login")
         self.conf.write_text(CONF.format(
-            root=self.root, pki=self.pki.dir, port=self.port, tls_port=self.tls_port, uid=mail_pw.pw_uid,
-            gid=mail_pw.pw_gid, from_cert="yes" if self.client_cert else "no",
-            mechanisms="external plain" if self.client_cert else "plain login",
+            root=self.root, security=security, port=self.port, tls_port=0 if self.pki is None else self.tls_port,
+            uid=mail_pw.pw_uid, gid=mail_pw.pw_gid,
             nopassword="  override_fields = nopassword=y" if self.client_cert else "",
+            special_folders=SPECIAL_FOLDERS if self.special_folders else "",
         ) + self.extra_conf)
 
     def start(self) -> None:
@@ -246,6 +275,7 @@ class Dovecot:
 
     # -- a second client: what an MTA or another mail program would do --------------------------------
     def client_context(self) -> ssl.SSLContext:
+        assert self.pki is not None, "a plain IMAP server: no TLS"
         ctx = ssl.create_default_context(cafile=str(self.pki.ca))
         if self.client_cert:
             cert, key = self.pki.client("good")
@@ -273,6 +303,15 @@ class Dovecot:
             text = data[0].decode() if data and data[0] else ""
             # [APPENDUID <uidvalidity> <uid>]
             return int(text.split("APPENDUID", 1)[1].split()[1].rstrip("]")) if "APPENDUID" in text else 0
+
+    def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
+        """APPEND each message in turn over one connection, as a mail program moving a batch would (a new
+        TLS connection per message costs a handshake each)."""
+        with self.imap() as conn:
+            for raw in raws:
+                typ, data = conn.append(_mailbox(folder), "", None, raw)
+                if typ != "OK":
+                    raise DovecotError(f"APPEND refused: {data}")
 
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         """Local delivery with ``dovecot-lda`` (started as root, it becomes the mailbox owner)."""

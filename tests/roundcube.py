@@ -6,9 +6,10 @@ call again, from every test session):
 1. the Debian packages ``dovecot-imapd roundcube-core roundcube-sqlite3`` and the PHP pieces Roundcube
    needs are installed (``apt-get``, as root, Debian prompts pre-answered: no dbconfig, no web server —
    ``php-cgi`` is named first so that the ``php`` dependency does not pull Apache in);
-2. a private Dovecot (``dovecot -F -c <temp>/dovecot.conf``) listens on ``127.0.0.1:<free port>``, plain
-   IMAP (``ssl = no``, ``disable_plaintext_auth = no``: test only), with one user from a passwd-file
-   whose Maildir lives in the temporary folder and belongs to the system user ``mail``;
+2. a private Dovecot (tests/dovecot.py's ``Dovecot``, ``pki=None``) listens on ``127.0.0.1:<free port>``,
+   plain IMAP (``ssl = no``, ``disable_plaintext_auth = no``: test only), with one user from a
+   passwd-file whose Maildir lives in the temporary folder and belongs to the system user ``mail``, and
+   the special-use folders (Drafts, Sent, Junk, Trash) Roundcube expects;
 3. Roundcube 1.6 (Debian's ``/var/lib/roundcube/public_html``) is served by PHP's built-in server on
    ``127.0.0.1:<free port>`` with a configuration of our own: ``ROUNDCUBE_CONFIG_DIR`` points Roundcube at
    a private folder holding our ``config.inc.php`` (SQLite database initialised from Roundcube's
@@ -35,16 +36,13 @@ cannot be done raises ``RoundcubeSetupError`` with what was tried.
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import imaplib
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -58,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dovecot import DOVECOT, Dovecot, DovecotError, free_port, quote_mailbox
 from syslock import file_lock
 
 # php-cgi first: it satisfies "php" (libapache2-mod-php | php-fpm | php-cgi) without Apache
@@ -71,7 +70,6 @@ DEBCONF = (
     "roundcube-core roundcube/reconfigure-webserver multiselect ",
     "roundcube-core roundcube/restart-webserver boolean false",
 )
-DOVECOT = Path("/usr/sbin/dovecot")
 DOVECOT_IMAP = Path("/usr/lib/dovecot/imap")
 ROUNDCUBE_ROOT = Path("/var/lib/roundcube")  # INSTALL_PATH of Debian's Roundcube
 DOCROOT = ROUNDCUBE_ROOT / "public_html"
@@ -85,7 +83,6 @@ CHROMIUM_ARGS = (
     "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
 )
 LOCK_FILE = Path(tempfile.gettempdir()) / "sidep-test-roundcube.lock"
-MAIL_USER = "mail"  # system user owning the Maildir (Debian: uid 8)
 USER = "secretaire@labo.mssante.fr"
 TIMEOUT = 30
 
@@ -210,62 +207,6 @@ def ensure_playwright() -> None:
 # ----------------------------------------------------------------------------------------------------
 # Configuration files
 # ----------------------------------------------------------------------------------------------------
-DOVECOT_CONF = """\
-# private test instance (tests/roundcube.py): loopback only, plain text IMAP
-protocols = imap
-listen = 127.0.0.1
-base_dir = {root}/dovecot-run
-state_dir = {root}/dovecot-state
-instance_name = sidep-test-{imap_port}
-log_path = {root}/logs/dovecot.log
-info_log_path = {root}/logs/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-first_valid_gid = {gid}
-mail_location = maildir:~/Maildir
-mail_max_userip_connections = 100
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/dovecot-passwd
-}}
-userdb {{
-  driver = passwd-file
-  args = username_format=%u {root}/dovecot-passwd
-}}
-namespace inbox {{
-  inbox = yes
-  separator = /
-  mailbox Drafts {{
-    special_use = \\Drafts
-    auto = subscribe
-  }}
-  mailbox Sent {{
-    special_use = \\Sent
-    auto = subscribe
-  }}
-  mailbox Junk {{
-    special_use = \\Junk
-    auto = subscribe
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-    auto = subscribe
-  }}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"""
-
 ROUNDCUBE_CONF = """\
 <?php
 // private test configuration (tests/roundcube.py); Debian's defaults.inc.php is read first
@@ -294,25 +235,11 @@ $config['draft_autosave'] = 0;
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return f"({path} unreadable)"
-
-
-def _imap_greets(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            return s.recv(200).startswith(b"* OK")
-    except OSError:
-        return False
 
 
 def _http_ok(url: str) -> bool:
@@ -466,11 +393,11 @@ class Webmail:
         """
         with self._lock, self.imap() as conn:
             if folder.upper() != "INBOX":
-                status, _ = conn.select(_quote(folder), readonly=True)
+                status, _ = conn.select(quote_mailbox(folder), readonly=True)
                 if status != "OK":
-                    conn.create(_quote(folder))
-                    conn.subscribe(_quote(folder))
-            status, data = conn.append(_quote(folder), r"(\Seen)" if seen else "", None, raw)
+                    conn.create(quote_mailbox(folder))
+                    conn.subscribe(quote_mailbox(folder))
+            status, data = conn.append(quote_mailbox(folder), r"(\Seen)" if seen else "", None, raw)
             if status != "OK":
                 raise AssertionError(f"APPEND to {folder} failed: {status} {data}")
             match = re.search(rb"APPENDUID \d+ (\d+)", b" ".join(d for d in data if isinstance(d, bytes)))
@@ -481,7 +408,7 @@ class Webmail:
     def fetch(self, uid: int, folder: str = "INBOX") -> bytes:
         """The message as Dovecot serves it (``BODY.PEEK[]``)."""
         with self.imap() as conn:
-            conn.select(_quote(folder), readonly=True)
+            conn.select(quote_mailbox(folder), readonly=True)
             status, data = conn.uid("FETCH", str(uid), "(BODY.PEEK[])")
             parts = [d for d in data if isinstance(d, tuple)]
             if status != "OK" or not parts:
@@ -490,14 +417,14 @@ class Webmail:
 
     def uids(self, folder: str = "INBOX") -> list[int]:
         with self.imap() as conn:
-            conn.select(_quote(folder), readonly=True)
+            conn.select(quote_mailbox(folder), readonly=True)
             status, data = conn.uid("SEARCH", None, "ALL")
             return [int(x) for x in data[0].split()] if status == "OK" and data and data[0] else []
 
     def clear(self, folder: str = "INBOX") -> None:
         """Remove every message of ``folder`` (expunged: Roundcube shows an empty list after a refresh)."""
         with self._lock, self.imap() as conn:
-            if conn.select(_quote(folder))[0] != "OK":
+            if conn.select(quote_mailbox(folder))[0] != "OK":
                 return
             conn.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
             conn.expunge()
@@ -605,62 +532,22 @@ def wait_for_list(page: Any, timeout: float = 30_000) -> None:
     )
 
 
-def imap_utf7(name: str) -> str:
-    """A folder name in IMAP's modified UTF-7 (RFC 3501 5.1.3), as on the wire and in Roundcube's ``_mbox``."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            encoded = base64.b64encode("".join(pending).encode("utf-16-be")).decode("ascii")
-            out.append("&" + encoded.rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    flush()
-    return "".join(out)
-
-
-def _quote(folder: str) -> str:
-    name = imap_utf7(folder)
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 _current: Webmail | None = None
 _start_lock = threading.Lock()
 
 
 def _start_dovecot(wm: Webmail) -> None:
-    mail_pw = pwd.getpwnam(MAIL_USER)
-    root = wm.root
-    for sub in ("dovecot-state", "logs", "mail"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    home = root / "mail" / wm.user
-    home.mkdir(parents=True, exist_ok=True)
-    for path in (root / "mail", home):
-        os.chown(path, mail_pw.pw_uid, mail_pw.pw_gid)
-    (root / "dovecot-passwd").write_text(
-        f"{wm.user}:{{PLAIN}}{wm.password}:{mail_pw.pw_uid}:{mail_pw.pw_gid}::{home}::\n"
-    )
-    (root / "dovecot-passwd").chmod(0o640)  # read by the auth process, running as the 'dovecot' user
-    os.chown(root / "dovecot-passwd", 0, pwd.getpwnam("dovecot").pw_gid)
-    conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(root=root, imap_port=wm.imap_port, uid=mail_pw.pw_uid, gid=mail_pw.pw_gid))
-    proc = subprocess.Popen(
-        [str(DOVECOT), "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(root / "logs" / "dovecot.stderr", "wb"), env=_env(), start_new_session=True,  # noqa: SIM115
-    )
-    wm.procs.append(proc)
-    deadline = time.monotonic() + TIMEOUT
-    while not _imap_greets(wm.imap_port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RoundcubeSetupError(f"dovecot did not start (exit {proc.poll()})\n{wm.diagnostics()}")
-        time.sleep(0.05)
+    """tests/dovecot.py's server in the webmail's folder: plain IMAP, the user's password, Roundcube's folders."""
+    server = Dovecot(root=wm.root, pki=None, client_cert=False, user=wm.user, password=wm.password,
+                     port=wm.imap_port, special_folders=True)
+    server.write_config()
+    try:
+        server.start()
+    except DovecotError as exc:
+        raise RoundcubeSetupError(f"{exc}\n{wm.diagnostics()}") from exc
+    finally:
+        if server.proc is not None:
+            wm.procs.append(server.proc)
 
 
 def _start_roundcube(wm: Webmail, language: str) -> None:

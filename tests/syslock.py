@@ -10,12 +10,13 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """Exclusive ``flock`` on ``path``, held for the ``with`` block, across processes."""
+def file_lock(path: str | Path, shared: bool = False) -> Iterator[None]:
+    """``flock`` on ``path`` (exclusive, or ``shared`` with other shared holders), held for the ``with``
+    block, across processes."""
     with open(path, "a+") as fh:
         with contextlib.suppress(OSError):
             os.chmod(path, 0o666)
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

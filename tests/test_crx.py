@@ -11,20 +11,18 @@ import base64
 import hashlib
 import io
 import json
-import shutil
 import struct
 import subprocess
 import zipfile
 from pathlib import Path
 
-from conftest import ROOT
+import browser
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from helper.extension_ids import CHROMIUM_ID, chromium_id
 
-EXTENSION = ROOT / "extension"
-CRX = EXTENSION / "dist" / "sidep-helper-webmail.crx"
+CRX = Path("dist") / "sidep-helper-webmail.crx"  # in the build's copy of extension/
 
 
 def throwaway_key(path: Path) -> bytes:
@@ -34,11 +32,11 @@ def throwaway_key(path: Path) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def build(*args: str) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    assert node, "Node.js is needed for the extension"
-    return subprocess.run([node, str(EXTENSION / "build"), "--quiet", *args], cwd=EXTENSION, capture_output=True,
-                          text=True, timeout=120, check=False, env={"PATH": "/usr/bin:/bin"})
+def build(work: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``extension/build --quiet *args`` on a copy of the sources in ``work`` (the work tree's dist/ is
+    left alone); without the key variables of the caller's environment. Returns the run and the copy."""
+    copy = work / "extension"
+    return browser.build_copy(copy, *args, env={"PATH": "/usr/bin:/bin"}), copy
 
 
 def fields(data: bytes) -> list[tuple[int, bytes]]:
@@ -67,19 +65,19 @@ def fields(data: bytes) -> list[tuple[int, bytes]]:
 
 def test_a_key_that_is_not_the_manifests_is_refused(tmp_path: Path) -> None:
     throwaway_key(tmp_path / "other.pem")
-    proc = build("--crx", "--key", str(tmp_path / "other.pem"))
+    proc, copy = build(tmp_path / "other", "--crx", "--key", str(tmp_path / "other.pem"))
     assert proc.returncode == 1
     assert "ne correspond pas à la clé publique du manifeste" in proc.stderr
-    assert not CRX.exists()
-    missing = build("--crx")
+    assert not (copy / CRX).exists()
+    missing, _ = build(tmp_path / "none", "--crx")
     assert missing.returncode == 1 and "SIDEP_EXTENSION_KEY" in missing.stderr
 
 
 def test_crx3_signed_with_a_throwaway_key(tmp_path: Path) -> None:
     public = throwaway_key(tmp_path / "throwaway.pem")
-    proc = build("--crx", "--key", str(tmp_path / "throwaway.pem"), "--other-key")
+    proc, copy = build(tmp_path, "--crx", "--key", str(tmp_path / "throwaway.pem"), "--other-key")
     assert proc.returncode == 0, proc.stderr
-    data = CRX.read_bytes()
+    data = (copy / CRX).read_bytes()
     magic, version, header_len = data[:4], *struct.unpack("<II", data[4:12])
     assert magic == b"Cr24" and version == 3
     header, archive = data[12:12 + header_len], data[12 + header_len:]
@@ -104,5 +102,5 @@ def test_crx3_signed_with_a_throwaway_key(tmp_path: Path) -> None:
     assert chromium_id(manifest["key"]) == expected != CHROMIUM_ID
     assert "src/background/webmail.js" in names and "src/background/thunderbird.js" not in names
     # the unpacked build keeps the committed key: the fixed id
-    unpacked = json.loads((EXTENSION / "dist/webmail/manifest.json").read_text(encoding="utf-8"))
+    unpacked = json.loads((copy / "dist/webmail/manifest.json").read_text(encoding="utf-8"))
     assert chromium_id(unpacked["key"]) == CHROMIUM_ID

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import mailgen
 import pytest
-from conftest import ROOT, free_port, recent_spec
+from conftest import BUILD_LOCK, ROOT, SYSTEM_PACKAGE_LOCK, free_port, recent_spec
+from syslock import file_lock
 
 PACKAGE = "sidep-helper"
 UNIT = Path("/usr/lib/systemd/user/sidep-helper.service")
@@ -55,7 +56,8 @@ def deb() -> Path:
     if os.geteuid() != 0 or not shutil.which("dpkg-deb") or not shutil.which("apt-get"):
         pytest.fail("the .deb tests need root, dpkg-deb and apt-get (run them through bash tests/run as root)")
     started = time.monotonic()
-    proc = _run(ROOT / "packaging" / "build", "deb", cwd=ROOT)
+    with file_lock(BUILD_LOCK):  # test_installer_windows builds from this tree too
+        proc = _run(ROOT / "packaging" / "build", "deb", cwd=ROOT)
     out = ROOT / proc.stdout.strip().splitlines()[-1]
     print(f"deb built in {time.monotonic() - started:.1f} s: {out.name}, {out.stat().st_size / 1e6:.2f} MB")
     assert out.name.startswith(f"{PACKAGE}_") and out.name.endswith("_amd64.deb")
@@ -64,6 +66,13 @@ def deb() -> Path:
 
 @pytest.fixture(scope="module")
 def installed(deb: Path) -> Iterator[dict[str, object]]:
+    # The package's pairing hosts and /etc/sidep-helper are seen by every browser and helper on the
+    # machine: installed only while no module that would see them runs (conftest.SYSTEM_PACKAGE_LOCK).
+    with file_lock(SYSTEM_PACKAGE_LOCK):
+        yield from _installed(deb)
+
+
+def _installed(deb: Path) -> Iterator[dict[str, object]]:
     if subprocess.run(["dpkg-query", "-W", PACKAGE], capture_output=True).returncode == 0:
         _run("dpkg", "--purge", PACKAGE)  # a leftover from an interrupted run
     before = {"sidep": _sidep_paths(), "native": {d: d.exists() for d in NATIVE_DIRS + [d.parent for d in NATIVE_DIRS]}}

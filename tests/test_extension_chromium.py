@@ -584,10 +584,10 @@ def test_extension_unit_tests() -> None:
 def test_web_ext_lint_reports_no_error() -> None:
     """Mozilla's linter (the one addons.mozilla.org runs) on the Firefox and Thunderbird packages."""
     browser.ensure_node_modules()
-    browser.build_extension()
+    dist = browser.built_dist()
     web_ext = browser.EXTENSION / "node_modules" / ".bin" / "web-ext"
     runs = {
-        target: subprocess.Popen([str(web_ext), "lint", "--source-dir", f"dist/{target}", "--output", "json",
+        target: subprocess.Popen([str(web_ext), "lint", "--source-dir", str(dist / target), "--output", "json",
                                   "--no-input"], cwd=browser.EXTENSION, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         for target in ("webmail", "thunderbird")

@@ -108,12 +108,12 @@ def test_force_install_from_a_self_hosted_crx(tmp_path: Path) -> None:
     from helper.extension_ids import chromium_id
 
     public = throwaway_key(tmp_path / "throwaway.pem")
-    proc = build("--crx", "--key", str(tmp_path / "throwaway.pem"), "--other-key")
+    proc, copy = build(tmp_path, "--crx", "--key", str(tmp_path / "throwaway.pem"), "--other-key")
     assert proc.returncode == 0, proc.stderr
     ext_id = chromium_id(base64.b64encode(public).decode())
     served = tmp_path / "www"
     served.mkdir()
-    shutil.copy(browser.DIST / "sidep-helper-webmail.crx", served / "sidep-helper-webmail.crx")
+    shutil.copy(copy / "dist" / "sidep-helper-webmail.crx", served / "sidep-helper-webmail.crx")
     hits: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):

@@ -18,16 +18,16 @@ import email.policy
 import json
 import random
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import browser as browsers
 import mailgen
 import pytest
-from conftest import ROOT, Cli, free_port, recent_spec, start, wait_healthy
+from conftest import Cli, free_port, recent_spec, start, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from roundcube import (
     CHROMIUM_ARGS,
@@ -39,26 +39,11 @@ from roundcube import (
 )
 from test_service_e2e import Service
 
-EXTENSION_SRC = ROOT / "extension"
-
 
 @pytest.fixture(scope="session")
-def extension_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist/webmail of today's sources, built in a temporary copy (the work tree's dist/ is left alone)."""
-    if not (EXTENSION_SRC / "build").exists():
-        pytest.fail(f"{EXTENSION_SRC}/build is missing")
-    node = shutil.which("node")
-    if node is None:
-        built = EXTENSION_SRC / "dist" / "webmail"
-        if (built / "manifest.json").exists():
-            return built
-        pytest.fail("node is needed to build the extension (node extension/build)")
-    copy = tmp_path_factory.mktemp("extension") / "extension"
-    shutil.copytree(EXTENSION_SRC, copy, ignore=shutil.ignore_patterns("node_modules", "dist", ".git"))
-    proc = subprocess.run([node, str(copy / "build"), "--quiet"], capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert proc.returncode == 0, f"node extension/build failed:\n{proc.stdout}{proc.stderr}"
-    out = copy / "dist" / "webmail"
+def extension_dir() -> Path:
+    """dist/webmail of today's sources, built in a private copy (the work tree's dist/ is left alone)."""
+    out = browsers.build_extension()
     assert (out / "manifest.json").exists()
     return out
 

@@ -1,4 +1,4 @@
-"""The Thunderbird add-on (extension/dist/thunderbird) in a real headless Thunderbird, pushing to a real helper.
+"""The Thunderbird add-on (dist/thunderbird, built from today's sources) in a real headless Thunderbird, pushing to a real helper.
 
 A real ``sidep-helper serve --no-watch`` (so only what the add-on pushes gets indexed), the add-on's
 managed settings (helper URL, token, ``autoIndexOnStartup``) in ``policies.json``, and a profile whose
@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import browser
 import mailgen
 import pytest
 import thunderbird
-from conftest import ROOT, Cli, free_port, recent_spec, start, wait_healthy
+from conftest import Cli, free_port, recent_spec, start, wait_healthy
 from thunderbird import ADDON_ID, ThunderbirdProcess, make_profile, run_thunderbird
 
-DIST = ROOT / "extension" / "dist" / "thunderbird"
 MARKUP = "<img src=x onerror=alert(1)>"
 PUSH_TIMEOUT = 60
 
@@ -90,25 +90,13 @@ def helper(tmp_path: Path) -> Iterator[Helper]:
 
 @pytest.fixture
 def addon_dir(tmp_path: Path) -> Path:
-    """A snapshot of the built add-on (a rebuild during the test cannot pull the files from under it)."""
-    manifest = DIST / "manifest.json"
-    if not manifest.is_file():
-        raise AssertionError(f"{manifest} is missing: build the add-on first (cd extension && node build)")
-    assert thunderbird.addon_id(DIST) == ADDON_ID
+    """A copy of the add-on built from today's sources (browser.built_dist(): a private build, so a
+    rebuild elsewhere cannot pull the files from under Thunderbird)."""
+    built = browser.built_dist() / "thunderbird"
+    assert thunderbird.addon_id(built) == ADDON_ID
     copy = tmp_path / "addon"
-    shutil.copytree(DIST, copy)
+    shutil.copytree(built, copy)
     return copy
-
-
-def stale_build() -> list[str]:
-    """Files of extension/src that differ from their copy in the build (a hint when a test fails)."""
-    src = ROOT / "extension" / "src"
-    out = []
-    for path in src.rglob("*"):
-        built = DIST / "src" / path.relative_to(src)
-        if path.is_file() and built.is_file() and built.read_bytes() != path.read_bytes():
-            out.append(str(path.relative_to(ROOT)))
-    return out
 
 
 def diagnostics(tb: ThunderbirdProcess, helper: Helper) -> str:
@@ -118,10 +106,8 @@ def diagnostics(tb: ThunderbirdProcess, helper: Helper) -> str:
         status = helper.status()["counts"]
     except (OSError, urllib.error.URLError, KeyError) as exc:
         status = f"unavailable: {exc}"
-    stale = stale_build()
     return (
         f"add-on record: {record}\nhelper counts: {status}\n"
-        f"{'build older than extension/src: ' + ', '.join(stale) if stale else 'build matches extension/src'}\n"
         f"helper log:\n{helper.log()}\n"
         f"Thunderbird (Thunderbird {thunderbird.thunderbird_version()}) output:\n{tb.tail(80)}"
     )

@@ -108,8 +108,7 @@ def test_delivered_mail_is_searchable_within_5s_and_server_unchanged(server: Dov
 def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp_path: Path) -> None:
     rng = random.Random(11)
     specs = [recent_spec(rng) for _ in range(600)]
-    for spec in specs[:400]:
-        server.append(mailgen.make_message(spec))
+    server.append_many([mailgen.make_message(spec) for spec in specs[:400]])
     before = server.dump()
     helper = Helper.start(tmp_path / "home", imap_config(server), wait=False)
     try:
@@ -125,8 +124,7 @@ def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp
                     if p.info["ppid"] == 1 and "serve" in (p.info["cmdline"] or [])
                     and p.environ().get("SIDEP_HELPER_HOME") == str(helper.home)]
         # Dovecot restarted in the middle of the following polls, with mail arriving meanwhile
-        for spec in specs[400:500]:
-            server.append(mailgen.make_message(spec))
+        server.append_many([mailgen.make_message(spec) for spec in specs[400:500]])
         server.restart(pause=1.0)
         for spec in specs[500:550]:
             server.deliver(mailgen.make_message(spec))
@@ -135,8 +133,7 @@ def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp
         # a new UIDVALIDITY: everything is read again, nothing added twice
         server.new_uidvalidity()
         server.restart()
-        for spec in specs[550:]:
-            server.append(mailgen.make_message(spec))
+        server.append_many([mailgen.make_message(spec) for spec in specs[550:]])
         assert _wait_count(helper, 600, 60) == 600
         helper.wait_imap_ok()
         time.sleep(2)

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import mailgen
 import pytest
-from conftest import ROOT, free_port, recent_spec
+from conftest import BUILD_LOCK, ROOT, free_port, recent_spec
 from cups import ensure_cups_pdf
+from syslock import file_lock
 
 sys.path.insert(0, str(ROOT))
 from helper.service.nativehosts import HOST_NAME, WINDOWS_KEYS  # noqa: E402
@@ -86,9 +87,10 @@ def installers(own_tmp: Path) -> Installers:
     next_version = f"{major}.{minor}.{patch + 1}"
     build = [sys.executable, str(ROOT / "packaging/windows/build")]
     env = {k: v for k, v in os.environ.items() if k != "SIDEP_VERSION"}
-    subprocess.run([*build, "all", "--out", str(out)], check=True, env=env, timeout=900)
-    subprocess.run([*build, "msi", "--out", str(out), "--reuse-stage"], check=True, timeout=600,
-                   env={**env, "SIDEP_VERSION": next_version})
+    with file_lock(BUILD_LOCK):  # test_deb builds from this tree too
+        subprocess.run([*build, "all", "--out", str(out)], check=True, env=env, timeout=900)
+        subprocess.run([*build, "msi", "--out", str(out), "--reuse-stage"], check=True, timeout=600,
+                       env={**env, "SIDEP_VERSION": next_version})
     return Installers(out / f"sidep-helper-{version}-setup.exe", out / f"sidep-helper-{version}-x64.msi",
                       out / f"sidep-helper-{next_version}-x64.msi", version, next_version)
 
