@@ -211,3 +211,29 @@ def test_the_threaded_exchange_used_where_pipes_cannot_be_polled_keeps_the_bound
     assert pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), timeout=0.001) is None  # over time
     info = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
     assert info is not None and [b["signature"] for b in info.barcodes] == ["valid", "valid"]
+
+
+LARGE_PARENT = """
+import sys
+sys.path[:0] = [{tests!r}]
+import barcodegen as bg
+from helper.parse import pdftext, pdfworker
+ballast = bytearray(pdfworker.MAX_CHILD_RSS + 64 * 1024 * 1024)  # touched: a service this big
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1
+signer = bg.Signer.new()
+pids = []
+for n in range(3):
+    assert pdftext.extract(bg.certificate_pdf(bg.spec_for(n), signer), barcodes=True, trust_list="-", text=False)
+    pids.append(pdfworker._child.proc.pid)
+print(len(set(pids)), pdfworker._child.peak_rss < pdfworker.MAX_CHILD_RSS)
+"""
+
+
+def test_a_large_service_keeps_one_reader_child_for_many_pdfs() -> None:
+    """The child's memory is its own: the peak of the large process that started it (which Linux
+    carries across exec in ru_maxrss) must not make it look over its ceiling after every PDF."""
+    script = LARGE_PARENT.format(tests=str(ROOT / "tests"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert out.stdout.split() == ["1", "True"], out.stderr[-2000:]
