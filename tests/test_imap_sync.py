@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,16 +108,17 @@ def test_delivered_mail_is_searchable_within_5s_and_server_unchanged(server: Dov
 
 def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp_path: Path) -> None:
     rng = random.Random(11)
-    specs = [recent_spec(rng) for _ in range(600)]
-    server.append_many([mailgen.make_message(spec) for spec in specs[:400]])
+    specs = [recent_spec(rng) for _ in range(1200)]
+    server.append_many([mailgen.make_message(spec) for spec in specs[:1000]])
     before = server.dump()
+    # a first batch big enough that the kill lands mid-sync even on a fast machine (commits go by 100)
     helper = Helper.start(tmp_path / "home", imap_config(server), wait=False)
     try:
         # kill -9 while the first sync is fetching
         deadline = time.monotonic() + 60
         while 0 == (n := _count(helper)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert 0 < n < 400, f"helper had {n} certificates when killed"
+        assert 0 < n < 1000, f"helper had {n} certificates when killed"
         helper.kill()
         helper.restart()
         time.sleep(2.5)  # worker processes of the killed service exit with it
@@ -124,27 +126,28 @@ def test_kill_mid_fetch_restart_dovecot_and_new_uidvalidity(server: Dovecot, tmp
                     if p.info["ppid"] == 1 and "serve" in (p.info["cmdline"] or [])
                     and p.environ().get("SIDEP_HELPER_HOME") == str(helper.home)]
         # Dovecot restarted in the middle of the following polls, with mail arriving meanwhile
-        server.append_many([mailgen.make_message(spec) for spec in specs[400:500]])
+        server.append_many([mailgen.make_message(spec) for spec in specs[1000:1100]])
         server.restart(pause=1.0)
-        for spec in specs[500:550]:
+        for spec in specs[1100:1150]:
             server.deliver(mailgen.make_message(spec))
-        assert _wait_count(helper, 550, 60) == 550, helper.imap_status()
+        assert _wait_count(helper, 1150, 60) == 1150, helper.imap_status()
         assert "Connexion perdue" in helper.log()
         # a new UIDVALIDITY: everything is read again, nothing added twice
         server.new_uidvalidity()
         server.restart()
-        server.append_many([mailgen.make_message(spec) for spec in specs[550:]])
-        assert _wait_count(helper, 600, 60) == 600
+        server.append_many([mailgen.make_message(spec) for spec in specs[1150:]])
+        assert _wait_count(helper, 1200, 60) == 1200
         helper.wait_imap_ok()
         time.sleep(2)
-        assert _count(helper) == 600
+        assert _count(helper) == 1200
+        same_dossier = Counter(spec.dossier for spec in specs)  # dossiers are drawn from 10,000 numbers
         for spec in rng.sample(specs, 20):
-            assert helper.search(spec.dossier)["total"] == 1
+            assert helper.search(spec.dossier)["total"] == same_dossier[spec.dossier]
         assert "UIDVALIDITY" in helper.log()
     finally:
         helper.stop()
     out = Cli(helper.home).json("status")
-    assert out["certificates"] == 600 and out["imap"][0]["last_success"]
+    assert out["certificates"] == 1200 and out["imap"][0]["last_success"]
     after = server.dump()
     assert {uid: v for uid, v in after.items() if uid in before} == before
 
