@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port  # noqa: F401 - re-exported for the test modules
 from syslock import file_lock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,12 +167,6 @@ def mail_dir(tmp_path: Path) -> Path:
 
 
 # --- a real `sidep-helper serve` process, for end-to-end tests --------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def start(home: Path, port: int, *extra: str, stderr_to: Path | None = None) -> subprocess.Popen[bytes]:
     """``sidep-helper serve`` with ``home`` as its SIDEP_HELPER_HOME (its config.toml sets the port).

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imappki import USER, Pki, make_pki
+from ports import free_port
 
 DOVECOT = Path("/usr/sbin/dovecot")
 DOVEADM = Path("/usr/bin/doveadm")
@@ -166,12 +167,6 @@ def quote_mailbox(name: str) -> str:
 
 
 _mailbox = quote_mailbox
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _greets(port: int) -> bool:
