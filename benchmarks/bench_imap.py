@@ -204,7 +204,8 @@ def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int)
     staged = []
     specs = [recent(rng) for _ in range(n)]
     for i, spec in enumerate(specs):
-        path = server.maildir / "tmp" / f"{1800000000 + i}.M{i}P2.bench"
+        # a unique base name per delivery (Dovecot keys its UID list by it: a reused name is not new mail)
+        path = server.maildir / "tmp" / f"{1800000000 + i}.M{i}S{seed}P2.bench"
         path.write_bytes(mailgen.make_message(spec))
         os.chown(path, mail.pw_uid, mail.pw_gid)
         staged.append(path)
