@@ -23,12 +23,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from helper.index import lifecycle, quarantine
+from helper.index import lifecycle
 from helper.index.budget import parse_budget
-from helper.index.pushed import MessageOutcome
+from helper.index.pushed import MessageOutcome, record_outcomes
 from helper.index.store import Store
 from helper.index.worker import Item, Result, _given_up, _init_worker, _process_or_mark, _small_item
-from helper.parse.message import Outcome
+from helper.parse.message import Certificate, Outcome
 from helper.parse.trust import TrustPolicy
 
 #: One parse pool for every IMAP folder thread: they take turns (the cores are shared anyway), and
@@ -97,26 +97,17 @@ def parse(store: Store, trust: TrustPolicy, workers: int, expire_before: str | N
 
 def record(store: Store, raw: bytes, outcomes: list[Outcome], source: str, *, retention_days: int | None,
            expire_before: str | None, quarantine_max_mb: int, unkept: set[str]) -> list[MessageOutcome]:
-    """Store one message's outcomes in the caller's transaction (statuses as ``ingest_message``)."""
-    answers: list[MessageOutcome] = []
-    for outcome in outcomes:
-        cert = outcome.certificate
-        if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
-            assert retention_days is not None
-            lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
-            answers.append(MessageOutcome("expired"))
-        elif outcome.status == "certificate" and cert is not None:
-            status, cert_id = store.add(cert, source, None)
-            if status != "new" and cert.pdf_sha256:
-                unkept.add(cert.pdf_sha256)
-            answers.append(MessageOutcome(status, cert_id))
-        elif outcome.status == "quarantined":
-            kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
-            store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
-            answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
-        else:
-            answers.append(MessageOutcome("ignored"))
-    return answers
+    """Store one message's outcomes in the caller's transaction (statuses as ``ingest_message``); the
+    worker already wrote the PDF: one whose row is not kept is noted in ``unkept``."""
+
+    def add(cert: Certificate) -> tuple[str, int | None]:
+        status, cert_id = store.add(cert, source, None)
+        if status != "new" and cert.pdf_sha256:
+            unkept.add(cert.pdf_sha256)
+        return status, cert_id
+
+    return record_outcomes(store, raw, outcomes, add, retention_days=retention_days,
+                           expire_before=expire_before, quarantine_max_mb=quarantine_max_mb)
 
 
 def forget_unkept(store: Store, unkept: set[str]) -> None:

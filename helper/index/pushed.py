@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from helper.index import lifecycle, quarantine
 from helper.index.budget import parse_within_budget
 from helper.index.store import Store
 from helper.index.worker import MAX_READ
-from helper.parse.message import Outcome
+from helper.parse.message import Certificate, Outcome
 from helper.parse.trust import TrustPolicy
 
 
@@ -52,28 +53,42 @@ def ingest_message(
     else:
         outcomes = parse_within_budget(raw, TrustPolicy.of(trusted))
     expire_before = lifecycle.cutoff(retention_days) if retention_days else None
-    answers: list[MessageOutcome] = []
+
+    def add(cert: Certificate) -> tuple[str, int | None]:
+        pdf, cert.pdf = cert.pdf, None
+        status, cert_id = store.add(cert, source, None)
+        if pdf is not None and cert.pdf_sha256 and store.db.execute(
+            "SELECT 1 FROM certificates WHERE pdf_sha256 = ? LIMIT 1", (cert.pdf_sha256,)
+        ).fetchone():
+            store.blobs.put(cert.pdf_sha256, pdf)  # before the commit: a kill leaves an orphan, never a hole
+        return status, cert_id
+
     with store.transaction():
-        for outcome in outcomes:
-            cert = outcome.certificate
-            if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
-                assert retention_days is not None
-                lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
-                answers.append(MessageOutcome("expired"))
-            elif outcome.status == "certificate" and cert is not None:
-                pdf, cert.pdf = cert.pdf, None
-                status, cert_id = store.add(cert, source, None)
-                if pdf is not None and cert.pdf_sha256 and store.db.execute(
-                    "SELECT 1 FROM certificates WHERE pdf_sha256 = ? LIMIT 1", (cert.pdf_sha256,)
-                ).fetchone():
-                    store.blobs.put(cert.pdf_sha256, pdf)  # before the commit: a kill leaves an orphan, never a hole
-                answers.append(MessageOutcome(status, cert_id))
-            elif outcome.status == "quarantined":
-                kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
-                store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
-                answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
-            else:
-                answers.append(MessageOutcome("ignored"))
+        answers = record_outcomes(store, raw, outcomes, add, retention_days=retention_days,
+                                  expire_before=expire_before, quarantine_max_mb=quarantine_max_mb)
     lifecycle.remove_if_unused(store, store.dropped_pdfs)
     store.dropped_pdfs.clear()
+    return answers
+
+
+def record_outcomes(store: Store, raw: bytes, outcomes: list[Outcome],
+                    add: Callable[[Certificate], tuple[str, int | None]], *, retention_days: int | None,
+                    expire_before: str | None, quarantine_max_mb: int) -> list[MessageOutcome]:
+    """Step 2 for one message's outcomes, in the caller's transaction; ``add`` stores a certificate
+    (with its PDF, as its caller keeps PDFs) and says ``new`` or ``duplicate`` and the row's id."""
+    answers: list[MessageOutcome] = []
+    for outcome in outcomes:
+        cert = outcome.certificate
+        if outcome.status == "certificate" and cert is not None and lifecycle.is_expired(cert, expire_before):
+            assert retention_days is not None
+            lifecycle.bury(store, cert.site_finess, cert.dossier, "expired", retention_days)
+            answers.append(MessageOutcome("expired"))
+        elif outcome.status == "certificate" and cert is not None:
+            answers.append(MessageOutcome(*add(cert)))
+        elif outcome.status == "quarantined":
+            kept = quarantine.keep(store, raw, quarantine_max_mb * 1024 * 1024)
+            store.quarantine(str(kept), "", outcome.reason or "malformed", outcome.detail)
+            answers.append(MessageOutcome("quarantined", None, outcome.reason, outcome.detail))
+        else:
+            answers.append(MessageOutcome("ignored"))
     return answers
