@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from helper.cli.output import emit
 from helper.config import Settings, sites_file
 from helper.parse import annuaire, sitedir
 
@@ -41,10 +41,6 @@ def register(sub: Any) -> None:
     lst = sites_sub.add_parser("list", help="afficher l'annuaire des sites")
     lst.add_argument("--json", action="store_true", help="sortie JSON")
 
-
-def _emit(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
 
 
 def _valid_ej(text: str) -> str | None:
@@ -78,7 +74,7 @@ def cmd_check_annuaire(args: argparse.Namespace, settings: Settings) -> int:
     verdicts = [annuaire.decide(f, sites[f].name, ej, result) for f in sorted(sites)]
     ej_box = result.by_finess[ej].stamped
     if args.json:
-        _emit({"finess_juridique": ej, "ej_mailboxes": ej_box, "rows": result.rows,
+        emit({"finess_juridique": ej, "ej_mailboxes": ej_box, "rows": result.rows,
                "malformed_lines": result.bad_count, "malformed_line_numbers": result.bad_lines,
                "sites": [v.as_json() for v in verdicts]})
         return 0 if all(v.mailbox for v in verdicts) else 1
@@ -116,7 +112,7 @@ def _write_private(path: Path, text: str) -> None:
 def cmd_sites(args: argparse.Namespace, settings: Settings) -> int:
     if args.sites_command == "list":
         if args.json:
-            _emit({"file": str(sites_file(settings)), "sites": [
+            emit({"file": str(sites_file(settings)), "sites": [
                 {"finess": s.finess, "name": s.name, "folder": s.folder, "printer": s.printer}
                 for _, s in sorted(settings.site_directory.items())]})
             return 0
@@ -157,7 +153,7 @@ def cmd_sites(args: argparse.Namespace, settings: Settings) -> int:
               "« folder » (dossier de dépôt) et « printer » (imprimante) sont conservés : complétez-les ici.")
     _write_private(target, sitedir.render_toml(merged, header))
     if args.json:
-        _emit({"file": str(target), "added": len(counts.added), "changed": len(counts.changed),
+        emit({"file": str(target), "added": len(counts.added), "changed": len(counts.changed),
                "left": len(counts.left), "absent": counts.absent, "malformed_lines": [n for n, _ in read.bad_lines]})
         return 0
     print(f"Annuaire des sites enregistré dans {target} : {len(counts.added)} site(s) ajouté(s), "

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import Any
 
 from helper.cli.french import positive_int
+from helper.cli.output import emit
 from helper.config import Settings
 from helper.index import dispatchjournal as journal
 from helper.index.store import Store
@@ -34,10 +34,6 @@ def register(sub: Any) -> None:
     lst.add_argument("--json", action="store_true", help="sortie JSON")
 
 
-def _emit(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
-
 
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.data_dir)
@@ -46,7 +42,7 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.dispatch_command == "run":
             report = dispatch.run_once(store, settings)
             if args.json:
-                _emit({"enqueued": report.enqueued, "done": report.done, "unassigned": report.unassigned,
+                emit({"enqueued": report.enqueued, "done": report.done, "unassigned": report.unassigned,
                        "no_folder": report.no_folder, "retry": report.retry})
             else:
                 print(f"Copiés : {len(report.done)} ; à affecter : {len(report.unassigned)} ; "
@@ -79,7 +75,7 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         waiting = {"unassigned": journal.rows(store, "unassigned"), "retry": journal.rows(store, "retry"),
                    "print_unknown": journal.print_unknown(store)}
         if args.json:
-            _emit({k: [{"id": r["cert_id"], "finess": r["finess"], "error": r["last_error"],
+            emit({k: [{"id": r["cert_id"], "finess": r["finess"], "error": r["last_error"],
                         "next_try": r["next_try"]} for r in v] for k, v in waiting.items()})
             return 0
         print(f"À affecter : {len(waiting['unassigned'])}")

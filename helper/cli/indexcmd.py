@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from helper.cli import dispatchcmd
 from helper.cli.french import positive_int
+from helper.cli.output import emit
 from helper.config import Settings
 
 
@@ -38,10 +38,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("status", help="état de l'index et messages en quarantaine")
     p.add_argument("--json", action="store_true", help="sortie JSON")
 
-
-def _emit(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, indent=None)
-    sys.stdout.write("\n")
 
 
 
@@ -73,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         out: dict[str, Any] = dict(report.counts())
         if report.expired:
             out["expired_files"] = report.expired_files
-        _emit(out)
+        emit(out)
     else:
         print(
             f"{report.new} nouveau(x) certificat(s), {report.duplicates} déjà connu(s), "
@@ -124,7 +120,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             store.close()
     if args.json:
-        _emit(result)
+        emit(result)
         return 0
     if not result["results"]:
         if result.get("purged"):
@@ -199,7 +195,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     status["quarantine_max_mb"] = settings.quarantine_max_mb
     status["retention_days"] = settings.retention_days
     if args.json:
-        _emit(status)
+        emit(status)
         return 0
     print(f"Données : {status['data_dir']}")
     print(

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helper.cli.output import emit
 from helper.config import Settings
 
 
@@ -45,10 +46,6 @@ def register(sub: Any) -> None:
     e.add_argument("--since", help="date de début (AAAA-MM-JJ)")
     e.add_argument("--output", "-o", help="fichier de sortie (par défaut : la sortie standard)")
 
-
-def _emit(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False, indent=None)
-    sys.stdout.write("\n")
 
 
 
@@ -85,7 +82,7 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     values["sources"] = {key: settings.source_of(key) for key in values if key in _SETTING_KEYS}
     values["warnings"] = list(settings.warnings)
     if args.json:
-        _emit(values)
+        emit(values)
         return 0
     state = "" if values["config_exists"] else " (absent : valeurs par défaut ; créé au premier « serve »)"
     print(f"Fichier de configuration : {settings.config_file}{state}")
@@ -140,7 +137,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
         audit.close()
     if args.json:
-        _emit({"purged": len(ids), "ids": ids, "retention_days": settings.retention_days})
+        emit({"purged": len(ids), "ids": ids, "retention_days": settings.retention_days})
     else:
         print(f"{len(ids)} certificat(s) supprimé(s) (conservation : {settings.retention_days} jours).")
     return 0
