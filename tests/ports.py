@@ -9,6 +9,7 @@ and keeps a port only if it can bind it on both loopback addresses.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
@@ -23,7 +24,7 @@ def _bindable(port: int) -> bool:
             with socket.socket(family) as s:
                 s.bind((host, port))
         except OSError as exc:
-            if family == socket.AF_INET6 and exc.errno in (97, 99):  # no IPv6 on this machine
+            if family == socket.AF_INET6 and exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):  # no IPv6 here
                 continue
             return False
     return True
