@@ -41,6 +41,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 FRENCH_LOCALE = Path("/usr/lib/chromium/locales/fr.pak")
 PACKAGES = ("chromium", "chromium-l10n")
 LOCK_FILE = Path(tempfile.gettempdir()) / "sidep-test-apt.lock"
+# Chromium reads /etc/chromium/policies/managed machine-wide, at start and whenever a file there changes:
+# a policy a test writes (test_extension_policy: another helper's address, a force-installed extension)
+# reaches every Chromium running on the machine. So each test's Chromium holds POLICY_LOCK shared for its
+# whole life (``chromium_running``), and a test writes a policy only under it exclusively (``system_policy``).
+POLICY_DIR = Path("/etc/chromium/policies/managed")
+POLICY_LOCK = Path(tempfile.gettempdir()) / "sidep-test-chromium-policy.lock"
+_writing_policy = False  # this process holds POLICY_LOCK exclusively: its own browsers must not wait for it
 CHROMIUM_ARGS = (
     "--headless=new",
     "--no-sandbox",
@@ -58,6 +65,33 @@ CHROMIUM_ARGS = (
 
 class BrowserSetupError(RuntimeError):
     """Chromium, Node.js or the extension's build could not be made ready; the message says why."""
+
+
+@contextlib.contextmanager
+def chromium_running() -> Iterator[None]:
+    """Hold this around a Chromium's whole life: no machine-wide test policy appears meanwhile."""
+    if _writing_policy:
+        yield
+        return
+    with file_lock(POLICY_LOCK, shared=True):
+        yield
+
+
+@contextlib.contextmanager
+def system_policy(name: str, document: dict[str, Any]) -> Iterator[Path]:
+    """``document`` as the machine-wide Chromium policy file ``name``, once no other test's Chromium
+    runs, for the ``with`` block (this process's own browsers may run in it); removed after."""
+    global _writing_policy
+    with file_lock(POLICY_LOCK):
+        _writing_policy = True
+        path = POLICY_DIR / name
+        try:
+            POLICY_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(document), encoding="utf-8")
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+            _writing_policy = False
 
 
 def _machine_lock() -> contextlib.AbstractContextManager[None]:
@@ -163,7 +197,7 @@ def prepare_extension(dest: Path, extra_matches: Sequence[str] = (), source: Pat
     return dest
 
 
-_RUNNING: dict[int, tuple[Any, Path]] = {}
+_RUNNING: dict[int, tuple[Any, Path, Any]] = {}
 
 
 def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
@@ -179,6 +213,8 @@ def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
     extension_dir = Path(extension_dir).resolve()
     chromium = ensure_chromium()
     profile = Path(user_data_dir) if user_data_dir else Path(tempfile.mkdtemp(prefix="sidep-chromium-"))
+    running = chromium_running()
+    running.__enter__()
     playwright = sync_playwright().start()
     try:
         context = playwright.chromium.launch_persistent_context(
@@ -195,8 +231,9 @@ def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
     except Exception:
         playwright.stop()
         shutil.rmtree(profile, ignore_errors=True)
+        running.__exit__(None, None, None)
         raise
-    _RUNNING[id(context)] = (playwright, profile)
+    _RUNNING[id(context)] = (playwright, profile, running)
     try:
         workers = context.service_workers or [context.wait_for_event("serviceworker", timeout=timeout_ms)]
         extension_id = workers[0].url.split("/")[2]
@@ -208,7 +245,7 @@ def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
 
 def close(context: Any) -> None:
     """Close a context from ``launch()``, stop its Playwright and remove its profile."""
-    playwright, profile = _RUNNING.pop(id(context), (None, None))
+    playwright, profile, running = _RUNNING.pop(id(context), (None, None, None))
     try:
         context.close()
     finally:
@@ -216,6 +253,8 @@ def close(context: Any) -> None:
             playwright.stop()
         if profile is not None:
             shutil.rmtree(profile, ignore_errors=True)
+        if running is not None:
+            running.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

@@ -69,6 +69,10 @@ os.environ["SIDEP_HELPER_MACHINE_CONFIG"] = ""
 #   exclusively while installed; SYSTEM_PACKAGE_READERS, whose browsers or helpers would see those files
 #   (Chromium and Thunderbird look up the pairing host; a clean-environment helper reads the machine
 #   config), hold it shared for the whole module.
+# - browser.POLICY_LOCK: Chromium applies /etc/chromium/policies/managed machine-wide, even to a browser
+#   already running; test_extension_policy writes a policy there only while no other test's Chromium runs
+#   (each holds the lock shared for its life, browser.chromium_running). Without it, a panel in another
+#   module took that policy's helper address and got « jeton refusé » (wrong_token) one run in two.
 # - FIRST: the longest modules are queued first (longest-first scheduling), so that no worker is left
 #   with a long module at the end; the rest keep file order. Each worker is handed two modules at the
 #   start: with two workers, test_deb then test_installer_windows on one (their builds never wait for
@@ -78,7 +82,7 @@ SYSTEM_PACKAGE_LOCK = Path(tempfile.gettempdir()) / "sidep-test-system-package.l
 SYSTEM_PACKAGE_READERS = {
     "test_demo", "test_extension_chromium", "test_extension_pairing", "test_extension_policy",
     "test_extension_roundcube", "test_extension_thunderbird", "test_readme", "test_roundcube_env",
-    "test_thunderbird_env", "test_verify_panel",
+    "test_thunderbird_env", "test_verify_panel", "test_waiting_panel",
 }
 FIRST = ["test_deb", "test_imap_sync", "test_installer_windows", "test_idempotence", "test_lifecycle",
          "test_extension_thunderbird", "test_extension_chromium", "test_thunderbird_env"]

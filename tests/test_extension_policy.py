@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,8 @@ import browser
 import pytest
 from conftest import ROOT
 from pairingenv import SITE, Helper, declare_host, results, running_helper
-from syslock import file_lock
 
 from helper.extension_ids import CHROMIUM_ID
-
-POLICY_DIR = Path("/etc/chromium/policies/managed")
-POLICY_LOCK = Path(tempfile.gettempdir()) / "sidep-test-chromium-policy.lock"
 
 
 @pytest.fixture(scope="module")
@@ -41,52 +36,46 @@ def test_managed_address_and_site_win_and_are_read_only(tmp_path: Path, helper: 
     extension = browser.build_extension()
     profile = tmp_path / "profile"
     declare_host(profile, helper.home)
-    policy = POLICY_DIR / f"sidep-helper-test-{os.getpid()}.json"
     # the 3rdparty part of the shipped template (its ExtensionSettings would fetch a .crx from the intranet)
     template = json.loads((ROOT / "packaging/policies/chrome-edge/linux/sidep-helper.json").read_text("utf-8"))
     document = {"3rdparty": template["3rdparty"]}
     values = document["3rdparty"]["extensions"][CHROMIUM_ID]
     assert values["site"] == SITE
     values["helperUrl"] = helper.url  # the template says the default port; this helper has its own
-    with file_lock(POLICY_LOCK):
-        POLICY_DIR.mkdir(parents=True, exist_ok=True)
-        policy.write_text(json.dumps(document), encoding="utf-8")
-        try:
-            with browser.extension_browser(extension, user_data_dir=profile) as (context, extension_id):
-                context.set_default_timeout(20_000)
-                page = context.new_page()
-                page.goto(browser.extension_url(extension_id, "src/options/options.html"))
-                page.wait_for_selector("body[data-ready]")
-                assert page.evaluate("chrome.storage.managed.get(null)") == values
-                # the user's own (wrong) address loses to IT's
-                page.evaluate("chrome.storage.local.set({helperUrl: 'http://127.0.0.1:9', site: '130000000'})")
-                page.reload()
-                page.wait_for_selector("body[data-ready]")
-                assert page.input_value("#helperUrl") == helper.url
-                assert page.input_value("#site") == SITE
-                assert page.evaluate("document.getElementById('helperUrl').readOnly")
-                assert page.evaluate("document.getElementById('site').readOnly")
-                assert not page.evaluate("document.getElementById('token').readOnly")
-                for key in ("helperUrl", "site"):
-                    badge = page.locator(f'[data-key="{key}"] .managed')
-                    assert badge.is_visible() and badge.text_content() == "fixé par votre service informatique"
-                page.close()
-                panel = context.new_page()
-                panel.goto(browser.extension_url(extension_id, "src/panel/popup.html"))
-                panel.wait_for_selector("body[data-ready]")
-                assert panel.get_attribute("#message", "data-code") is None, panel.text_content("#message-text")
-                assert panel.is_visible("#site-filter") and SITE in panel.text_content("#only-site-label")
-                assert results(panel) == ["APPAIRE"], "only the managed site's certificates"
-                # « À remettre »: the managed site, no choice offered
-                panel.click("#tab-waiting")
-                panel.wait_for_function("() => document.body.dataset.waitingReady && "
-                                        "document.querySelector('#waiting-summary').dataset.state !== 'busy'")
-                assert not panel.is_visible("#waiting-site-box")
-                assert panel.text_content("#waiting-site-label") == f"Site : {SITE}"
-                assert panel.locator("#waiting-list .result .last-name").all_text_contents() == ["APPAIRE"]
-                panel.close()
-        finally:
-            policy.unlink(missing_ok=True)
+    with browser.system_policy(f"sidep-helper-test-{os.getpid()}.json", document):
+        with browser.extension_browser(extension, user_data_dir=profile) as (context, extension_id):
+            context.set_default_timeout(20_000)
+            page = context.new_page()
+            page.goto(browser.extension_url(extension_id, "src/options/options.html"))
+            page.wait_for_selector("body[data-ready]")
+            assert page.evaluate("chrome.storage.managed.get(null)") == values
+            # the user's own (wrong) address loses to IT's
+            page.evaluate("chrome.storage.local.set({helperUrl: 'http://127.0.0.1:9', site: '130000000'})")
+            page.reload()
+            page.wait_for_selector("body[data-ready]")
+            assert page.input_value("#helperUrl") == helper.url
+            assert page.input_value("#site") == SITE
+            assert page.evaluate("document.getElementById('helperUrl').readOnly")
+            assert page.evaluate("document.getElementById('site').readOnly")
+            assert not page.evaluate("document.getElementById('token').readOnly")
+            for key in ("helperUrl", "site"):
+                badge = page.locator(f'[data-key="{key}"] .managed')
+                assert badge.is_visible() and badge.text_content() == "fixé par votre service informatique"
+            page.close()
+            panel = context.new_page()
+            panel.goto(browser.extension_url(extension_id, "src/panel/popup.html"))
+            panel.wait_for_selector("body[data-ready]")
+            assert panel.get_attribute("#message", "data-code") is None, panel.text_content("#message-text")
+            assert panel.is_visible("#site-filter") and SITE in panel.text_content("#only-site-label")
+            assert results(panel) == ["APPAIRE"], "only the managed site's certificates"
+            # « À remettre »: the managed site, no choice offered
+            panel.click("#tab-waiting")
+            panel.wait_for_function("() => document.body.dataset.waitingReady && "
+                                    "document.querySelector('#waiting-summary').dataset.state !== 'busy'")
+            assert not panel.is_visible("#waiting-site-box")
+            assert panel.text_content("#waiting-site-label") == f"Site : {SITE}"
+            assert panel.locator("#waiting-list .result .last-name").all_text_contents() == ["APPAIRE"]
+            panel.close()
 
 
 def test_force_install_from_a_self_hosted_crx(tmp_path: Path) -> None:
@@ -134,12 +123,10 @@ def test_force_install_from_a_self_hosted_crx(tmp_path: Path) -> None:
     xml = xml.replace(CHROMIUM_ID, ext_id)
     xml = re.sub(r"codebase='[^']*'", f"codebase='{base}/sidep-helper-webmail.crx'", xml)
     (served / "updates.xml").write_text(xml, encoding="utf-8")
-    policy = POLICY_DIR / f"sidep-helper-test-install-{os.getpid()}.json"
     chromium = browser.ensure_chromium()
     args = [a for a in browser.CHROMIUM_ARGS if a != "--disable-background-networking"]
-    with file_lock(POLICY_LOCK):
-        POLICY_DIR.mkdir(parents=True, exist_ok=True)
-        policy.write_text(json.dumps({"ExtensionSettings": {ext_id: settings}}), encoding="utf-8")
+    with browser.system_policy(f"sidep-helper-test-install-{os.getpid()}.json",
+                               {"ExtensionSettings": {ext_id: settings}}):
         try:
             with sync_playwright() as pw:
                 context = pw.chromium.launch_persistent_context(
@@ -168,7 +155,6 @@ def test_force_install_from_a_self_hosted_crx(tmp_path: Path) -> None:
                 finally:
                     context.close()
         finally:
-            policy.unlink(missing_ok=True)
             server.shutdown()
             server.server_close()
     assert "/updates.xml" in " ".join(hits) and "/sidep-helper-webmail.crx" in " ".join(hits)

@@ -109,7 +109,7 @@ def browser(extension_dir: Path, webmail: Webmail, helper: Service, tmp_path_fac
     profile = tmp_path_factory.mktemp("chromium-profile")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
+    with browsers.chromium_running(), sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(profile),
             executable_path=str(chromium),

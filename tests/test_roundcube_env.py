@@ -18,6 +18,7 @@ from typing import Any
 
 import mailgen
 import pytest
+from browser import chromium_running
 from roundcube import (
     CHROMIUM_ARGS,
     Webmail,
@@ -45,7 +46,7 @@ def playwright() -> Iterator[Any]:
     ensure_playwright()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
+    with chromium_running(), sync_playwright() as pw:  # no test policy appears meanwhile
         yield pw
 
 
