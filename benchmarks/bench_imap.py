@@ -3,6 +3,7 @@
 
     python benchmarks/bench_imap.py                 # 100,000 messages (issue 10's figure)
     python benchmarks/bench_imap.py --n 10000       # quicker
+    python benchmarks/bench_imap.py --prepare       # only generate the 100,000 messages (cached two days)
 
 What it does, in one run (as root: it starts a private Dovecot, tests/dovecot.py):
 
@@ -65,12 +66,22 @@ def recent(rng: random.Random, **kw: Any) -> mailgen.CertSpec:
     return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **kw)
 
 
-def fill_maildir(server: Dovecot, n: int, seed: int) -> tuple[int, int, int]:
-    """N messages straight into INBOX's Maildir (owned by the mail user); (certificates, others, bytes)."""
-    mail = pwd.getpwnam("mail")
-    new = server.maildir / "new"
-    for sub in ("new", "cur", "tmp"):
-        (server.maildir / sub).mkdir(parents=True, exist_ok=True)
+CORPUS_RECIPE = 1  # bump when the messages fill_maildir generates change
+
+
+def generate_corpus(out: Path, n: int, seed: int) -> tuple[Path, dict[str, int]]:
+    """The N messages of the mailbox, generated once per (N, seed) into ``OUT/imap-corpus-N-seedS/``
+    and reused by later runs for two days (100,000 messages take minutes to generate; their sampling
+    dates are relative to the day they were made); (folder, counts)."""
+    root = out / f"imap-corpus-{n}-seed{seed}"
+    manifest = root / "corpus.json"
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        if info.get("recipe") == CORPUS_RECIPE and time.time() - info.get("generated", 0) < 2 * 86400:
+            return root / "messages", info
+    shutil.rmtree(root, ignore_errors=True)
+    folder = root / "messages"
+    folder.mkdir(parents=True)
     rng = random.Random(seed)
     certs = others = total = 0
     for i in range(n):
@@ -80,15 +91,31 @@ def fill_maildir(server: Dovecot, n: int, seed: int) -> tuple[int, int, int]:
         else:
             raw = mailgen.make_message(recent(rng))
             certs += 1
-        path = new / f"{1700000000 + i}.M{i}P1.bench"
-        path.write_bytes(raw)
-        os.chown(path, mail.pw_uid, mail.pw_gid)
+        (folder / f"{1700000000 + i}.M{i}P1.bench").write_bytes(raw)
         total += len(raw)
+    info = {"recipe": CORPUS_RECIPE, "generated": time.time(), "certificates": certs, "others": others, "bytes": total}
+    manifest.write_text(json.dumps(info))
+    return folder, info
+
+
+def fill_maildir(server: Dovecot, corpus: Path) -> None:
+    """The corpus straight into INBOX's Maildir (hard links when on the same file system), owned by
+    the mail user."""
+    mail = pwd.getpwnam("mail")
+    new = server.maildir / "new"
+    for sub in ("new", "cur", "tmp"):
+        (server.maildir / sub).mkdir(parents=True, exist_ok=True)
+    for source in corpus.iterdir():
+        target = new / source.name
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        os.chown(target, mail.pw_uid, mail.pw_gid)
     for path in [server.maildir, *server.maildir.parents][:3]:
         os.chown(path, mail.pw_uid, mail.pw_gid)
     for sub in ("new", "cur", "tmp"):
         os.chown(server.maildir / sub, mail.pw_uid, mail.pw_gid)
-    return certs, others, total
 
 
 def index_mailbox(server: Dovecot, folder: str = "INBOX") -> float:
@@ -296,7 +323,12 @@ def main() -> int:
                         help="barcode verification (verify_barcodes) in the helper: off, on (default), or both")
     parser.add_argument("--no-notmuch", action="store_true", help="skip notmuch new")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--prepare", action="store_true", help="only generate the messages (cached), then stop")
     args = parser.parse_args()
+    if args.prepare:
+        folder, info = generate_corpus(args.out, args.n, args.seed)
+        say(f"{folder}: {info['certificates']:,} certificates, {info['others']:,} other, {info['bytes'] / MiB:,.0f} MiB")
+        return 0
     if os.geteuid() != 0:
         say("This benchmark starts a private Dovecot and must run as root.")
         return 2
@@ -312,8 +344,11 @@ def main() -> int:
         password.chmod(0o600)
         say(f"Filling a Maildir with {args.n:,} messages ...")
         t0 = time.perf_counter()
-        certs, others, total = fill_maildir(server, args.n, args.seed)
-        say(f"  {certs:,} certificates, {others:,} other, {total / MiB:,.0f} MiB in {time.perf_counter() - t0:.0f} s")
+        corpus, info = generate_corpus(args.out, args.n, args.seed)
+        fill_maildir(server, corpus)
+        certs, others, total = info["certificates"], info["others"], info["bytes"]
+        say(f"  {certs:,} certificates, {others:,} other, {total / MiB:,.0f} MiB in {time.perf_counter() - t0:.0f} s"
+            f" (generated once in {corpus.parent})")
         say(f"  Dovecot indexed it in {index_mailbox(server):.1f} s; read it once in {warm_up(server):.1f} s")
         server.create_folder("Partage")
         shared_rng = random.Random(args.seed + 1)
