@@ -165,12 +165,64 @@ def _logo_pixels(side: int = 160) -> bytes:
     return bytes((x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(side) for x in range(side))
 
 
+#: How :func:`pdf_with_barcodes` may store a barcode image, joined with ``+`` (e.g. ``form+png``).
+IMAGE_STYLES = ("flate", "raw", "bits1", "rgb", "indirect", "png", "hex", "form")
+
+
+def _image_object(w: int, h: int, pixels: bytes, style: set[str], next_num: int) -> tuple[bytes, list[bytes]]:
+    """The image XObject of a grey barcode image stored as ``style`` says: ``flate`` (default),
+    ``raw`` (no filter), ``bits1`` (1 bit per pixel), ``rgb`` (DeviceRGB), ``indirect`` (``/Length``
+    in an object of its own, numbered ``next_num``), ``png`` (PNG "Up" predictor rows,
+    ``/DecodeParms``), ``hex`` (``[/ASCIIHexDecode /FlateDecode]``). Returns the object and the
+    extra objects it refers to."""
+    space, bits, parms, filters = b"/DeviceGray", 8, b"", b"/Filter /FlateDecode "
+    if "bits1" in style:
+        rows = []
+        for y in range(h):
+            row = pixels[y * w : (y + 1) * w]
+            packed = bytearray((w + 7) // 8)
+            for x, value in enumerate(row):
+                if value >= 128:
+                    packed[x // 8] |= 0x80 >> (x % 8)
+            rows.append(bytes(packed))
+        pixels, bits = b"".join(rows), 1
+    elif "rgb" in style:
+        pixels, space = bytes(v for p in pixels for v in (p, p, p)), b"/DeviceRGB"
+    if "png" in style:  # PNG "Up" filter (2) on every row: each byte minus the one above
+        row_size = len(pixels) // h
+        rows, above = [], bytes(row_size)
+        for y in range(h):
+            row = pixels[y * row_size : (y + 1) * row_size]
+            rows.append(b"\x02" + bytes((a - b) % 256 for a, b in zip(row, above, strict=True)))
+            above = row
+        pixels = b"".join(rows)
+        parms = b"/DecodeParms << /Predictor 15 /Colors %d /BitsPerComponent %d /Columns %d >> " % (
+            3 if space == b"/DeviceRGB" else 1, bits, w)
+    data = pixels if "raw" in style else zlib.compress(pixels)
+    if "raw" in style:
+        filters = b""
+    elif "hex" in style:
+        data, filters = data.hex().encode() + b">", b"/Filter [/ASCIIHexDecode /FlateDecode] "
+    extra: list[bytes] = []
+    length = b"%d" % len(data)
+    if "indirect" in style:
+        extra.append(length)
+        length = b"%d 0 R" % next_num
+    obj = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace %s /BitsPerComponent %d "
+           b"%s%s/Length %s >>\nstream\n%s\nendstream" % (w, h, space, bits, filters, parms, length, data))
+    return obj, extra
+
+
 def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[bytes] = (),
                       media: tuple[int, int] = (595, 842), *, vector: bool = False,
-                      logo: bool = False) -> bytes:
+                      logo: bool = False, image: str | list[str] = "flate") -> bytes:
     """One-page PDF with ``lines`` of Helvetica text and the barcodes drawn as images (``vector``:
     as filled rectangles, as some PDF producers draw them). ``logo``: a grey photo-like image (not a
-    barcode) at the top, as on real certificates."""
+    barcode) at the top, as on real certificates. ``image``: how each barcode image is stored
+    (:data:`IMAGE_STYLES`, see :func:`_image_object`; ``form``: drawn inside a form XObject), or a
+    list of one style per barcode."""
+    styles = [set(s.split("+")) for s in ([image] * (len(datamatrix) + len(qr)) if isinstance(image, str) else image)]
+    assert all(style <= set(IMAGE_STYLES) for style in styles), image
     images = [(*_image(p, zxingcpp.BarcodeFormat.DataMatrix), 110) for p in datamatrix]
     images += [(*_image(p, zxingcpp.BarcodeFormat.QRCode), 220) for p in qr]
     objs: list[bytes] = [
@@ -193,10 +245,14 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
             content.append(_rectangles(w, h, pixels, side, x, y))
             continue
         num = len(objs) + 1
-        data = zlib.compress(pixels)
-        objs.append(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
-                    b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
-                    % (w, h, len(data), data))
+        style = styles[i]
+        obj, extra = _image_object(w, h, pixels, style, num + 1)
+        objs += [obj, *extra]
+        if "form" in style:  # the image is drawn by a form XObject (unit square), the form by the page
+            draw = b"q 1 0 0 1 0 0 cm /I Do Q"
+            objs.append(b"<< /Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /I %d 0 R >> >> "
+                        b"/Length %d >>\nstream\n%s\nendstream" % (num, len(draw), draw))
+            num = len(objs)
         xobjects.append(b"/Im%d %d 0 R" % (i, num))
         content.append(b"q %d 0 0 %d %d %d cm /Im%d Do Q\n" % (side, side * h // w, x, y, i))
     if logo:
@@ -223,9 +279,9 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
 
 
 def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool = True,
-                    flip: bool = False, extra_dm: list[bytes] = (), **kw: bool) -> bytes:
+                    flip: bool = False, extra_dm: list[bytes] = (), **kw: bool | str) -> bytes:
     """The certificate PDF of ``spec`` carrying its 2D-DOC (and DCC) signed by ``signer``
-    (``vector``, ``logo``: see :func:`pdf_with_barcodes`)."""
+    (``vector``, ``logo``, ``image``: see :func:`pdf_with_barcodes`)."""
     dm = [twoddoc(spec, signer, flip=flip)] if signer else []
     qr = [hc1(spec, signer, flip=flip)] if signer and dcc else []
     return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr, **kw)
@@ -257,3 +313,29 @@ def verdict_corpus(folder: Path, signer: Signer, stranger: Signer, **kw: object)
     ]
     mailgen.write_eml(folder, messages)
     return specs
+
+
+def pdf_with_image(dictionary: bytes, stream: bytes, lines: list[str] = ("CERTIFICAT DE TEST COVID-19",)) -> bytes:
+    """A one-page PDF drawing one image XObject made of the given dictionary entries (``/Length``
+    added) and stream bytes, as they are: for hostile images (huge sizes, zlib bombs)."""
+    text = b"BT\n/F1 9 Tf\n14 TL\n50 790 Td\n" + b"".join(_pdf_string(line) + b" Tj T*\n" for line in lines) + b"ET\n"
+    content = text + b"q 200 0 0 200 40 400 cm /Im0 Do Q\n"
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> "
+        b"/XObject << /Im0 5 0 R >> >> /Contents 6 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /XObject /Subtype /Image %s /Length %d >>\nstream\n%s\nendstream" % (dictionary, len(stream), stream),
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+    ]
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)

@@ -237,3 +237,17 @@ def test_a_large_service_keeps_one_reader_child_for_many_pdfs() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert out.stdout.split() == ["1", "True"], out.stderr[-2000:]
+
+
+def test_unknown_key_ids_read_from_barcodes_do_not_grow_the_trust_list_without_bound(trust_dir: Path) -> None:
+    """Key ids come from barcodes (an attacker's PDF): looking up many unknown ones keeps a bounded
+    number of entries, and the real keys are still found (and found again after the purge)."""
+    from helper.parse.trustlist import TrustList
+
+    keys = TrustList(trust_dir)
+    real = SIGNER.ca + SIGNER.cert
+    assert keys.key("2d-doc", real) is not None
+    for i in range(25_000):
+        assert keys.key("dcc", f"k{i}") is None
+    assert len(keys._cache) <= 10_001 and len(keys._paths) <= 10_001
+    assert keys.key("2d-doc", real) is not None

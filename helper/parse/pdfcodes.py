@@ -1,8 +1,24 @@
 """Find the Data Matrix and QR codes of a certificate PDF's first pages, cheaply.
 
 Runs inside the bounded PDF child (:mod:`helper.parse.pdfworker`, time and memory limits). Rendering
-a whole page costs some 20 ms; a barcode embedded as an image is read from its own pixels in well
-under a millisecond. So, page by page (at most :data:`BARCODE_PAGES`), step by step:
+a whole page costs some 20 ms, and even loading a page with pdfium some 0.5 ms; a barcode embedded
+as an image is read from its own pixels in well under a millisecond. So, step by step:
+
+0. Fast path, without pdfium (:func:`fast_payloads`): the PDF's bytes are scanned once for image
+   XObject streams (``/Subtype /Image``; at most :data:`MAX_CANDIDATES` places looked at, at most
+   :data:`MAX_IMAGES` images decoded). An image is taken only when it is plain: its object's own
+   flat dictionary, direct ``/Width`` and ``/Height`` (at most :data:`MAX_IMAGE_PIXELS` pixels),
+   ``/BitsPerComponent`` 8 (or 1 for grey), ``/ColorSpace`` ``/DeviceGray`` or ``/DeviceRGB``,
+   no filter or ``/FlateDecode`` alone, no ``/DecodeParms`` (predictor), ``/Decode`` or
+   ``/ImageMask``. Its stream (at most :data:`MAX_STREAM_BYTES`) is inflated to at most the
+   image's own size (a zlib bomb stops there; a stream cut short is not taken), and its pixels are
+   read as a generated ("pure") code. If that gave a 2D-DOC or a DCC, that is the answer;
+   otherwise everything below runs as if this step had not been tried.
+   Known limit: this step reads images wherever they are in the file, also one no page draws (an
+   unused object, an old revision kept by an incremental update). Such a code is no easier to
+   forge: it must still carry a valid signature from the trust list and agree with the mail.
+
+Then, with pdfium, page by page (at most :data:`BARCODE_PAGES`):
 
 1. pdfium loads the page and lists its objects, inside form XObjects too: the images, and how many
    segments the vector drawing (paths) has in all.
@@ -22,6 +38,8 @@ Known limit: a code printed with a barcode *font* (glyphs, not paths or images) 
 
 from __future__ import annotations
 
+import re
+import zlib
 from typing import Any
 
 from helper.parse.barcodes import classify
@@ -39,9 +57,12 @@ MAX_PIXELS = 16_000_000
 
 def payloads(data: bytes) -> list[bytes]:
     """The bytes of every Data Matrix and QR code found (an unreadable PDF simply has none)."""
-    import pypdfium2 as pdfium
+    found = fast_payloads(data)
+    if _signed(found):
+        return found
+    import pypdfium2 as pdfium  # only now: a child that never needs pdfium starts faster
 
-    found: list[bytes] = []
+    found = []
     try:
         pdf = pdfium.PdfDocument(data)
     except Exception:  # noqa: BLE001 - pdfium cannot open it: no barcode
@@ -92,16 +113,24 @@ def _signed(found: list[bytes]) -> bool:
 
 
 def _decode(bitmap: Any, found: list[bytes], *, pure: bool) -> None:
-    """Add the codes of ``bitmap`` to ``found``, read as a generated code alone (``pure``: fast,
-    for an embedded image) or searched for anywhere in it."""
+    """Add the codes of a pdfium ``bitmap`` to ``found`` (see :func:`_decode_pixels`)."""
+    _decode_pixels(memoryview(bitmap.buffer).cast("B"), bitmap.width, bitmap.height, bitmap.n_channels,
+                   found, pure=pure, stride=bitmap.stride, bgr=True)
+
+
+def _decode_pixels(pixels: Any, width: int, height: int, channels: int, found: list[bytes], *, pure: bool,
+                   stride: int = 0, bgr: bool = False) -> None:
+    """Add the codes of an image to ``found``, read as a generated code alone (``pure``: fast, for
+    an embedded image) or searched for anywhere in it. Grey, RGB (``bgr``: BGR, BGRA) pixels."""
     import zxingcpp
 
-    channels = bitmap.n_channels
-    kind = {1: zxingcpp.ImageFormat.Lum, 3: zxingcpp.ImageFormat.BGR, 4: zxingcpp.ImageFormat.BGRA}.get(channels)
+    if bgr:
+        kind = {1: zxingcpp.ImageFormat.Lum, 3: zxingcpp.ImageFormat.BGR, 4: zxingcpp.ImageFormat.BGRA}.get(channels)
+    else:
+        kind = {1: zxingcpp.ImageFormat.Lum, 3: zxingcpp.ImageFormat.RGB}.get(channels)
     if kind is None:
         return
-    view = zxingcpp.ImageView(memoryview(bitmap.buffer).cast("B"), bitmap.width, bitmap.height, kind,
-                              bitmap.stride, channels)
+    view = zxingcpp.ImageView(pixels, width, height, kind, stride or width * channels, channels)
     formats = (zxingcpp.BarcodeFormat.DataMatrix, zxingcpp.BarcodeFormat.QRCode)
     if pure:
         results = zxingcpp.read_barcodes(view, formats=formats, is_pure=True)
@@ -110,3 +139,128 @@ def _decode(bitmap: Any, found: list[bytes], *, pure: bool) -> None:
     for result in results:
         if result.valid and result.bytes not in found:
             found.append(bytes(result.bytes))
+
+
+# --- fast path: image streams read straight from the PDF bytes ----------------------------------
+
+#: Candidate ``/Subtype /Image`` places looked at, bytes around one that its dictionary may span,
+#: and the largest compressed stream taken (a barcode image is a few KB).
+MAX_CANDIDATES = 64
+DICT_WINDOW = 2048
+MAX_STREAM_BYTES = 1024 * 1024
+
+_IMAGE = re.compile(rb"/Subtype\s*/Image(?![^\s/<>\[\]()%{}])")
+_TOKEN = re.compile(rb"/[^\s/<>\[\]()%{}]*|\[|\]|[^\s/<>\[\]()%{}]+")
+_SPACE = b" \t\r\n\f\0"
+_CHANNELS = {b"/DeviceGray": 1, b"/DeviceRGB": 3}
+_FLATE = (None, b"/FlateDecode", (b"/FlateDecode",))
+#: Byte → its 8 pixels, for 1-bit images (0 is black in DeviceGray).
+_BITS = [bytes(255 if (b >> (7 - i)) & 1 else 0 for i in range(8)) for b in range(256)]
+
+
+def fast_payloads(data: bytes) -> list[bytes]:
+    """The codes of the PDF's plain image streams, read as generated codes (step 0 of the module
+    docstring); empty when no image could be taken this way or none held a code."""
+    found: list[bytes] = []
+    images = 0
+    for count, match in enumerate(_IMAGE.finditer(data)):
+        if count >= MAX_CANDIDATES or images >= MAX_IMAGES:
+            break
+        image = _stream_image(data, match.start(), match.end())
+        if image is None:
+            continue
+        images += 1
+        pixels, width, height, channels = image
+        _decode_pixels(pixels, width, height, channels, found, pure=True)
+    return found
+
+
+def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, int] | None:
+    """The pixels of the image XObject whose ``/Subtype /Image`` is at ``at``, or None when it is
+    not a plain one (see the module docstring) or its stream is cut short."""
+    start = data.rfind(b"<<", max(0, at - DICT_WINDOW), at)
+    end = data.find(b">>", after, after + DICT_WINDOW)
+    if start < 0 or end < 0 or b">>" in data[start + 2 : at] or b"<<" in data[after:end]:
+        return None  # not the top level of one flat dictionary
+    if not data[max(0, start - 32) : start].rstrip(_SPACE).endswith(b"obj"):
+        return None  # not an object's own dictionary (a stream must be one)
+    body = data[start + 2 : end]
+    if any(c in body for c in (b"<", b">", b"(", b")", b"{", b"}", b"%")):
+        return None
+    entries = _entries(_TOKEN.findall(body))
+    if entries is None or not _plain(entries):
+        return None
+    width, height = int(entries[b"/Width"]), int(entries[b"/Height"])  # type: ignore[arg-type]
+    bits, channels = int(entries[b"/BitsPerComponent"]), _CHANNELS[entries[b"/ColorSpace"]]  # type: ignore[arg-type,index]
+    if width < 8 or height < 8 or width * height > MAX_IMAGE_PIXELS or (bits == 1 and channels != 1):
+        return None
+    row = (width + 7) // 8 if bits == 1 else width * channels
+    size = row * height
+    raw = _stream_bytes(data, end + 2, entries.get(b"/Length"))
+    if raw is None:
+        return None
+    if entries.get(b"/Filter") is None:
+        pixels = raw[:size]
+    else:
+        try:
+            pixels = zlib.decompressobj().decompress(raw, size)  # never more than the image's size
+        except zlib.error:
+            return None
+    if len(pixels) < size:
+        return None  # truncated
+    if bits == 1:
+        pixels = b"".join(b"".join(map(_BITS.__getitem__, pixels[y * row : (y + 1) * row]))[:width]
+                          for y in range(height))
+    return pixels, width, height, channels
+
+
+def _entries(tokens: list[bytes]) -> dict[bytes, object] | None:
+    """A flat dictionary's entries: a name, a number, an array of plain tokens, or ``R`` for an
+    indirect reference; None when a key repeats or the tokens are not key/value pairs."""
+    out: dict[bytes, object] = {}
+    i = 0
+    while i < len(tokens):
+        key = tokens[i]
+        if not key.startswith(b"/") or key in out or i + 1 >= len(tokens):
+            return None
+        value = tokens[i + 1]
+        if value == b"[":
+            try:
+                close = tokens.index(b"]", i + 2)
+            except ValueError:
+                return None
+            out[key], i = tuple(tokens[i + 2 : close]), close + 1
+        elif value.isdigit() and tokens[i + 2 : i + 3] and tokens[i + 2].isdigit() and tokens[i + 3 : i + 4] == [b"R"]:
+            out[key], i = b"R", i + 4
+        elif value == b"]":
+            return None
+        else:
+            out[key], i = value, i + 2
+    return out
+
+
+def _plain(entries: dict[bytes, object]) -> bool:
+    """Grey or RGB, 8 bits (or 1-bit grey), deflated or not, no predictor, decode array or mask."""
+    numbers = (entries.get(b"/Width"), entries.get(b"/Height"), entries.get(b"/BitsPerComponent"))
+    return (all(isinstance(n, bytes) and n.isdigit() and len(n) <= 6 for n in numbers)
+            and entries[b"/BitsPerComponent"] in (b"1", b"8") and entries.get(b"/ColorSpace") in _CHANNELS
+            and entries.get(b"/Filter") in _FLATE and b"/DecodeParms" not in entries
+            and b"/Decode" not in entries and b"/ImageMask" not in entries)
+
+
+def _stream_bytes(data: bytes, after_dict: int, length: object) -> bytes | None:
+    """The stream's bytes: ``/Length`` of them when it is direct and ``endstream`` follows, else
+    up to ``endstream`` (at most :data:`MAX_STREAM_BYTES`); None when the stream is cut short."""
+    at = after_dict
+    while at < len(data) and data[at] in _SPACE:
+        at += 1
+    if not data.startswith(b"stream", at):
+        return None
+    at += 6
+    at += 2 if data.startswith(b"\r\n", at) else 1 if data.startswith(b"\n", at) else 0
+    if isinstance(length, bytes) and length.isdigit() and int(length) <= MAX_STREAM_BYTES:
+        end = at + int(length)
+        if data[end : end + 32].lstrip(_SPACE).startswith(b"endstream"):
+            return data[at:end]
+    end = data.find(b"endstream", at, at + MAX_STREAM_BYTES)
+    return data[at:end] if end >= 0 else None

@@ -10,14 +10,16 @@ Layout of the folder named by ``barcode_trust_list`` (see docs/verification.md):
 - ``2d-doc.json`` / ``dcc.json``: the same in bulk, ``{"FR01AB1C": "<PEM or base64 DER>"}`` and
   ``{"<kid in base64>": "<PEM or base64 DER>"}``, as the published lists give them.
 
-Keys are read when first asked for and kept (:meth:`TrustList.shared`) until their file changes.
-A key that cannot be read counts as absent.
+Keys are read when first asked for and kept, parsed (:meth:`TrustList.shared`), until their file
+changes: each lookup costs two ``stat`` calls on file names worked out once per key. A key that
+cannot be read counts as absent.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ class TrustList:
         self.folder = Path(folder) if folder else None
         self._bulk: dict[str, tuple[tuple[int, ...] | None, dict[str, str]]] = {}
         self._cache: dict[tuple[str, str], tuple[tuple[tuple[int, ...] | None, ...], Any]] = {}
+        self._paths: dict[tuple[str, str], tuple[str | None, str]] = {}  # PEM file and bulk file, as text
 
     @classmethod
     def shared(cls, folder: str | Path | None) -> TrustList:
@@ -47,11 +50,20 @@ class TrustList:
         DCC kid in base64), or None when the list does not hold it."""
         if self.folder is None:
             return None
-        pem = self._pem_path(kind, key_id)
-        state = (_stamp(pem) if pem is not None else None, _stamp(self.folder / f"{kind}.json"))
+        paths = self._paths.get((kind, key_id))
+        if paths is None:
+            pem_path = self._pem_path(kind, key_id)
+            if len(self._paths) > 10_000:  # key ids come from barcodes: bound what they can make us keep
+                self._paths.clear()
+            paths = self._paths[(kind, key_id)] = (None if pem_path is None else str(pem_path),
+                                                    str(self.folder / f"{kind}.json"))
+        pem, bulk = paths
+        state = (_stamp(pem) if pem is not None else None, _stamp(bulk))
         cached = self._cache.get((kind, key_id))
         if cached is None or cached[0] != state:
-            cached = self._cache[(kind, key_id)] = (state, self._load(kind, key_id, pem))
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            cached = self._cache[(kind, key_id)] = (state, self._load(kind, key_id, None if pem is None else Path(pem)))
         return cached[1]
 
     def _pem_path(self, kind: str, key_id: str) -> Path | None:
@@ -88,10 +100,10 @@ class TrustList:
 _shared: dict[str, TrustList] = {}
 
 
-def _stamp(path: Path) -> tuple[int, ...] | None:
+def _stamp(path: Path | str) -> tuple[int, ...] | None:
     """What tells a changed file: inode, size, modification and change times (None: no such file)."""
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
     if not (st.st_mode & 0o170000) == 0o100000:  # not a regular file

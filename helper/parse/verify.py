@@ -108,28 +108,41 @@ def _read_dcc(payload: bytes, trust: TrustList) -> dict[str, Any]:
     }
 
 
-def _check(key: Any, data: bytes, signature: bytes, *, pss: bool = False) -> str:
-    """``valid`` / ``invalid`` / ``unknown_key`` for a raw (r‖s) ECDSA or an RSA-PSS signature."""
+@functools.cache
+def _crypto() -> Any:
+    """The ``cryptography`` names :func:`_check` uses, imported once (only where signatures are
+    checked: the reader child), with the ECDSA algorithms made once per curve size."""
+    from types import SimpleNamespace
+
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+    ecdsa = {256: ec.ECDSA(hashes.SHA256()), 384: ec.ECDSA(hashes.SHA384())}
+    return SimpleNamespace(InvalidSignature=InvalidSignature, hashes=hashes, ec=ec, padding=padding, rsa=rsa,
+                           encode_dss_signature=encode_dss_signature, ecdsa=ecdsa,
+                           ecdsa_other=ec.ECDSA(hashes.SHA512()))
+
+
+def _check(key: Any, data: bytes, signature: bytes, *, pss: bool = False) -> str:
+    """``valid`` / ``invalid`` / ``unknown_key`` for a raw (r‖s) ECDSA or an RSA-PSS signature."""
     if key is None:
         return "unknown_key"
+    c = _crypto()
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            size = (key.curve.key_size + 7) // 8
+        if isinstance(key, c.ec.EllipticCurvePublicKey):
+            bits = key.curve.key_size
+            size = (bits + 7) // 8
             if len(signature) != 2 * size:
                 return "invalid"
-            der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
-            digest = {256: hashes.SHA256(), 384: hashes.SHA384()}.get(key.curve.key_size, hashes.SHA512())
-            key.verify(der, data, ec.ECDSA(digest))
+            der = c.encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+            key.verify(der, data, c.ecdsa.get(bits, c.ecdsa_other))
             return "valid"
-        if isinstance(key, rsa.RSAPublicKey) and pss:
-            key.verify(signature, data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+        if isinstance(key, c.rsa.RSAPublicKey) and pss:
+            key.verify(signature, data, c.padding.PSS(c.padding.MGF1(c.hashes.SHA256()), 32), c.hashes.SHA256())
             return "valid"
-    except (InvalidSignature, ValueError):
+    except (c.InvalidSignature, ValueError):
         return "invalid"
     return "unknown_key"  # a key of a kind these barcodes do not use
 
