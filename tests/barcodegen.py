@@ -266,16 +266,7 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
     objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objs[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 4 0 R >> "
                b"/XObject << %s >> >> /Contents %d 0 R >>" % (*media, b" ".join(xobjects), len(objs)))
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
+    return pdf_file(objs)
 
 
 def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool = True,
@@ -315,6 +306,20 @@ def verdict_corpus(folder: Path, signer: Signer, stranger: Signer, **kw: object)
     return specs
 
 
+def pdf_file(objs: list[bytes]) -> bytes:
+    """A PDF file of the numbered objects ``objs`` (1 is the catalog), with its cross-reference table."""
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for num, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return bytes(out)
+
+
 def pdf_with_image(dictionary: bytes, stream: bytes, lines: list[str] = ("CERTIFICAT DE TEST COVID-19",)) -> bytes:
     """A one-page PDF drawing one image XObject made of the given dictionary entries (``/Length``
     added) and stream bytes, as they are: for hostile images (huge sizes, zlib bombs)."""
@@ -329,13 +334,4 @@ def pdf_with_image(dictionary: bytes, stream: bytes, lines: list[str] = ("CERTIF
         b"<< /Type /XObject /Subtype /Image %s /Length %d >>\nstream\n%s\nendstream" % (dictionary, len(stream), stream),
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for num, body in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (num, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
+    return pdf_file(objs)
