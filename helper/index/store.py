@@ -95,6 +95,7 @@ class Store:
         if found < SCHEMA_VERSION:
             with self.transaction():
                 schema.migrate(self.db, found)
+        self.db.executescript(schema.LATE_INDEXES)
 
     def hash_key(self, *, create: bool = False) -> bytes | None:
         """The data directory's secret for keyed hashes (tombstones, anonymised file paths)."""
