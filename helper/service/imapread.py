@@ -24,6 +24,7 @@ A connection lost in the fetch thread is raised here, after what was committed s
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -40,7 +41,7 @@ from helper.sources.imap import BODY_BATCH, Folder, FolderInfo, may_be_certifica
 
 UID_BATCH = 500
 #: Messages fetched whole and not yet parsed, at most (about 50 KB each for a certificate).
-QUEUE_ITEMS = 300
+QUEUE_ITEMS = 100
 #: Parse workers: two per core (a worker also waits on the disk, writing PDFs), at most this many.
 MAX_WORKERS = 4
 
@@ -143,6 +144,7 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
     trust, workers, retention, expire_before = _parse_settings(settings)
     fetcher = _Fetcher(settings, folder, uids)
     batches: dict[int, Batch] = {}
+    numbers = itertools.count()
     raws: dict[int, bytes] = {}
 
     def stream() -> Iterator[Item]:
@@ -153,8 +155,11 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
                 raws[uid] = raw
                 yield imapingest.message_item(uid, raw)
             elif kind == "batch":
-                batches[len(batches)] = value
-                yield imapingest.mark_item(len(batches) - 1)
+                # numbered in order of arrival (not by len(batches): a mark taken off would make the
+                # next one reuse the number of a mark still in the pool — a lost batch, then KeyError)
+                number = next(numbers)
+                batches[number] = value
+                yield imapingest.mark_item(number)
             elif kind == "error":
                 raise value
             else:
