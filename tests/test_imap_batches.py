@@ -1,6 +1,6 @@
-"""A first sync whose index writes are slower than the parsing: nothing lost, nothing read twice.
+"""Reading a folder in batches, and again after a wait: nothing lost, nothing read twice.
 
-The fetch thread reads faster than the index records; the parse pool then runs ahead of the
+1. A first sync whose index writes are slower than the parsing. The fetch thread reads faster than the index records; the parse pool then runs ahead of the
 recording by up to its window (256 items), so several batch marks (one every 100 messages fetched,
 one at the end of each batch of 500 UIDs) are in the pool at once. Each mark must find its own
 batch: numbered by dictionary length, a mark reused the number of one still in the pool — a
@@ -9,6 +9,12 @@ folder recorded as read past them), then a KeyError, a reconnection, and the sam
 
 Real Dovecot, real index, real parse pool; the only change is a pause in each index write, as a
 slow disk or an antivirus scanning the data directory gives.
+
+2. Between two syncs the folder is not selected again (a SELECT makes the server open the whole
+mailbox again); its numbers come from STATUS and NOOP. A UIDVALIDITY changed while the helper is
+connected: the folder is read again, nothing is added twice, new mail is found (Dovecot ends the
+session on such a change, so here through a reconnection; a server that keeps it open shows the
+new UIDVALIDITY in STATUS, and the folder is selected again).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import mailgen
 import pytest
 from conftest import recent_spec
 from dovecot import Dovecot, start_dovecot
+from imaphelpers import Helper, imap_config
 
 CERTS = 360  # marks after 100, 200, 300 messages, at UID 500 (the end of the first batch), and after 360
 
@@ -88,3 +95,27 @@ def test_slow_index_writes_lose_nothing(server: Dovecot, tmp_path: Path, monkeyp
     finally:
         store.close()
     assert server.dump() == before  # nothing marked read
+
+
+def test_uidvalidity_changed_while_connected(server: Dovecot, tmp_path: Path) -> None:
+    rng = random.Random(32)
+    specs = [recent_spec(rng) for _ in range(8)]
+    server.append_many([mailgen.make_message(s) for s in specs[:5]])
+    helper = Helper.start(tmp_path / "home", imap_config(server, poll=5))
+    try:
+        for spec in specs[:5]:
+            assert helper.wait_for(spec.dossier)["total"] == 1
+        server.new_uidvalidity()  # Dovecot keeps running: the helper's session stays open
+        time.sleep(1)
+        server.append(mailgen.make_message(specs[5]))
+        assert helper.wait_for(specs[5].dossier, timeout=10)["total"] == 1
+        server.append_many([mailgen.make_message(s) for s in specs[6:]])
+        for spec in specs[6:]:
+            assert helper.wait_for(spec.dossier, timeout=5)["total"] == 1  # and new mail after it
+        helper.wait_imap_ok()
+        assert helper.status()["counts"]["certificates"] == 8
+        assert helper.imap_status()[0]["messages"] == 8
+    finally:
+        helper.stop()
+    log = helper.log()
+    assert "UIDVALIDITY" in log and "Erreur inattendue" not in log

@@ -7,10 +7,12 @@ connection to the index. A thread loops:
 1. connect and log in (``helper.sources.imap.connect``); on failure, record the French reason in
    ``imap_status`` and retry after 1, 2, 4… up to 60 s (a server restart or a network loss heals by
    itself; a refused certificate is retried too, slowly, and shown in ``status`` meanwhile);
-2. select the folder. A UIDVALIDITY different from the one recorded means the UIDs changed: the
-   links of the old UIDs are dropped and the folder is read again from UID 1 — messages are matched
-   to certificates already indexed by their Message-ID from their headers alone, so nothing is
-   fetched or added twice;
+2. select the folder, once per connection (after each wait, ``Folder.refresh`` reads its numbers
+   again with STATUS and NOOP, and selects again only if UIDVALIDITY changed: a SELECT makes the
+   server open the whole mailbox again). A UIDVALIDITY different from the one recorded means the
+   UIDs changed: the links of the old UIDs are dropped and the folder is read again from UID 1 —
+   messages are matched to certificates already indexed by their Message-ID from their headers
+   alone, so nothing is fetched or added twice;
 3. and 4. new UIDs (``helper.service.imapread``), by batches: headers first; a message whose
    Message-ID is indexed is linked without being fetched; one that cannot hold a certificate is
    skipped; the others are fetched whole (``BODY.PEEK[]``) by a fetch thread while the parse worker
@@ -138,8 +140,8 @@ class FolderSync(threading.Thread):
     def _session(self, store: Store, folder: Folder) -> None:
         imapread.warm_parsers(self.settings, store)
         idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
+        info = folder.select()  # once per connection; then only what changed (STATUS, NOOP)
         while not self.stop_event.is_set():
-            info = folder.select()
             self._status(store, "relève en cours")
             self.sync(store, folder, info)
             if info.keywords_allowed:
@@ -154,6 +156,7 @@ class FolderSync(threading.Thread):
                 lambda: self.stop_event.is_set()
                 or imapstate.has_pending(store, self.source, self.folder_name),
             )
+            info = folder.refresh()
 
     # -- one sync -----------------------------------------------------------------------------------------
     def sync(self, store: Store, folder: Folder, info: FolderInfo) -> None:
