@@ -87,7 +87,7 @@ class FolderSync(threading.Thread):
 
     # -- loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
-        store = Store(self.settings.data_dir)
+        store = imapread.lean_store(self.settings)
         try:
             imapstate.ensure(store)
             backoff = BACKOFF_FIRST
