@@ -88,7 +88,7 @@ def service_start_method(preload: list[str]) -> str:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return "spawn"
     # the server is started at the first worker; the list is read then (later changes are ignored)
-    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, *preload])
+    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, *preload, "helper.index.forkfreeze"])
     return "forkserver"
 
 

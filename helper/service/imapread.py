@@ -7,15 +7,20 @@ Called by ``helper.service.imapsync`` with the UIDs above the last one read. Ste
    read), looks each Message-ID up in the index (its own connection to it): a message already
    indexed is only linked; one that cannot hold a certificate is skipped; one over ``MAX_READ``
    is never fetched (quarantined, left on the server); the others are fetched whole
-   (``BODY.PEEK[]``, batches of ``BODY_BATCH``) and put in a bounded queue (``QUEUE_ITEMS``
-   messages at most: memory stays bounded whatever the backlog), with a mark after every
-   ``BODY_BATCH`` messages and at the end of the batch of UIDs (the highest UID it covers);
+   (``BODY.PEEK[]``, batches of ``BODY_BATCH``, one ``UID FETCH`` each, read by imaplib with its
+   trace off: ``helper.sources.imaplogin``) and put in a bounded queue (``QUEUE_ITEMS`` messages
+   at most: memory stays bounded whatever the backlog; the fetch is several times faster than
+   the parsing, so a short queue keeps the workers fed), with a mark after every ``BODY_BATCH``
+   messages and at the end of the batch of UIDs (the highest UID it covers);
 2. this thread takes the queue through the parse worker pool (``helper.index.imapingest``): the
    workers parse while the next messages are being fetched, and give results back in order; each
-   result is recorded as it comes (the pool hands out more work between two results);
+   result is recorded as it comes (the pool hands out more work between two results, and may run
+   ahead of the recording by up to its window: several marks can be in the pool at once, each
+   numbered in order of arrival to find its batch);
 3. one transaction per batch, committed at its mark with the batch's links and the highest UID
    read (``imap_links``, ``imap_folders``): a helper killed mid-batch reads the batch again, and
-   the store recognises what it already holds; a stopping service ends the read there;
+   the store recognises what it already holds; a stopping service ends the read there. Both
+   threads' connections to the index have a small page cache (``SYNC_CACHE_KIB``);
 4. with ``move_processed_to``, the certificate messages read are moved once the fetch thread is
    done with the connection (IMAP MOVE only).
 
