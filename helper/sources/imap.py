@@ -174,13 +174,13 @@ class Folder:
     def keywords(self, uids: Iterable[int] | None, changed_since: int | None) -> dict[int, set[str]]:
         """Our keywords on messages: all of ``uids``, or every message changed since a MODSEQ."""
         out: dict[int, set[str]] = {}
+        pairs: list[tuple[int, Any]] = []
         if changed_since is not None:
-            pairs: Iterable[tuple[int, Any]] = self._fetch_range("1:*", f"(FLAGS) (CHANGEDSINCE {changed_since})")
+            pairs.extend(self._fetch_range("1:*", f"(FLAGS) (CHANGEDSINCE {changed_since})"))
         else:
             wanted = sorted(set(uids or ()))
-            pairs = []
             for chunk in _chunks(wanted, 2000):
-                pairs = [*pairs, *self.client.fetch(chunk, [b"FLAGS"]).items()]
+                pairs.extend(self.client.fetch(chunk, [b"FLAGS"]).items())
         for uid, item in pairs:
             flags = {f.decode("ascii", "replace") if isinstance(f, bytes) else str(f) for f in item.get(b"FLAGS", ())}
             out[uid] = {f for f in flags if f in (KW_PRINTED, KW_DELIVERED)}
