@@ -98,6 +98,13 @@ def index_mailbox(server: Dovecot, folder: str = "INBOX") -> float:
     return time.perf_counter() - started
 
 
+def _settled(proc: psutil.Process, now: float) -> bool:
+    try:
+        return now - proc.create_time() >= 1.0
+    except psutil.Error:
+        return False
+
+
 class PeakRss(threading.Thread):
     """Peak RSS of the main process, and peak PSS of the process tree (worker processes are forked:
     summing their RSS would count the pages they share with the parent several times)."""
@@ -114,7 +121,11 @@ class PeakRss(threading.Thread):
         while not self.stop.is_set():
             try:
                 self.peak = max(self.peak, proc.memory_info().rss)
-                tree = [proc, *proc.children(recursive=True)]
+                # children alive for a second at least: a child forked to run a command (lpstat for
+                # the printer's state) shares all the parent's pages until it execs, and read one
+                # after the other the two would count them twice
+                now = time.time()
+                tree = [proc, *(c for c in proc.children(recursive=True) if _settled(c, now))]
                 pss = 0
                 for p in tree:
                     try:
