@@ -125,6 +125,13 @@ def index_mailbox(server: Dovecot, folder: str = "INBOX") -> float:
     return time.perf_counter() - started
 
 
+def _settled(proc: psutil.Process, now: float) -> bool:
+    try:
+        return now - proc.create_time() >= 1.0
+    except psutil.Error:
+        return False
+
+
 class PeakRss(threading.Thread):
     """Peak RSS of the main process, and peak PSS of the process tree (worker processes are forked:
     summing their RSS would count the pages they share with the parent several times)."""
@@ -141,7 +148,11 @@ class PeakRss(threading.Thread):
         while not self.stop.is_set():
             try:
                 self.peak = max(self.peak, proc.memory_info().rss)
-                tree = [proc, *proc.children(recursive=True)]
+                # children alive for a second at least: a child forked to run a command (lpstat for
+                # the printer's state) shares all the parent's pages until it execs, and read one
+                # after the other the two would count them twice
+                now = time.time()
+                tree = [proc, *(c for c in proc.children(recursive=True) if _settled(c, now))]
                 pss = 0
                 for p in tree:
                     try:
@@ -152,6 +163,23 @@ class PeakRss(threading.Thread):
             except psutil.Error:
                 return
             time.sleep(0.1)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process, its reaped children and its live descendants."""
+    try:
+        proc = psutil.Process(pid)
+        t = proc.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in proc.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0.0
 
 
 def helper_config(server: Dovecot, password_file: Path, folders: list[str], poll: int = 60,
@@ -165,7 +193,9 @@ def helper_config(server: Dovecot, password_file: Path, folders: list[str], poll
     )
 
 
-def first_sync(home: Path, imap: str, expected: int) -> dict[str, Any]:
+def first_sync(home: Path, imap: str, expected: int, server: Dovecot) -> dict[str, Any]:
+    assert server.proc is not None
+    dovecot_cpu = tree_cpu(server.proc.pid)
     started = time.perf_counter()
     helper = Helper.start(home, imap, wait=False)
     sampler = PeakRss(helper.proc.pid)
@@ -179,9 +209,11 @@ def first_sync(home: Path, imap: str, expected: int) -> dict[str, Any]:
             raise RuntimeError(f"first sync not done: {status['counts']} {rows}")
         time.sleep(0.25)
     elapsed = time.perf_counter() - started
+    cpu = tree_cpu(helper.proc.pid)  # the parse workers stay, idle, after the sync
+    dovecot_cpu = tree_cpu(server.proc.pid) - dovecot_cpu
     sampler.stop.set()
     sampler.join()
-    return {"helper": helper, "wall_s": elapsed, "peak_rss": sampler.peak, "peak_tree_pss": sampler.peak_tree_pss,
+    return {"helper": helper, "wall_s": elapsed, "cpu_s": cpu, "dovecot_cpu_s": dovecot_cpu, "peak_rss": sampler.peak, "peak_tree_pss": sampler.peak_tree_pss,
             "certificates": status["counts"]["certificates"]}
 
 
@@ -200,11 +232,15 @@ def run_mbsync(server: Dovecot, password: str, work: Path) -> dict[str, Any]:
         f"SyncState {work}/mbsync-state/\n"
     )
     conf.chmod(0o600)
+    assert server.proc is not None
+    dovecot_cpu = tree_cpu(server.proc.pid)
     run = measure(["mbsync", "-c", str(conf), "-q", "bench"])
+    dovecot_cpu = tree_cpu(server.proc.pid) - dovecot_cpu
     if run.returncode != 0:
         raise RuntimeError(f"mbsync failed: {run.stderr[-2000:]}")
     files = sum(len(os.listdir(target / "INBOX" / sub)) for sub in ("cur", "new"))
-    return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s, "messages": files,
+    return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s, "dovecot_cpu_s": dovecot_cpu,
+            "messages": files,
             "maildir": target / "INBOX"}
 
 
@@ -292,16 +328,19 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def timed_first_sync(label: str, home: Path, imap: str, expected: int, n: int) -> tuple[Helper, dict[str, Any]]:
+def timed_first_sync(label: str, home: Path, imap: str, expected: int, n: int,
+                     server: Dovecot) -> tuple[Helper, dict[str, Any]]:
     say(f"First sync, {label} (sidep-helper serve, IMAP over TLS) ...")
     before = load()
-    first = first_sync(home, imap, expected)
+    first = first_sync(home, imap, expected, server)
     helper = first.pop("helper")
     first["messages_per_s"] = n / first["wall_s"]
     first["load_before"], first["load_after"] = before, load()
     say(f"  {first['wall_s']:.1f} s, {first['messages_per_s']:,.0f} messages/s, peak RSS {first['peak_rss'] / MiB:.0f} MiB "
         f"(service process; whole tree with its worker processes: peak PSS {first['peak_tree_pss'] / MiB:.0f} MiB); "
         f"load {first['load_after']}")
+    say(f"  CPU: {1000 * first['cpu_s'] / n:.2f} ms/message in sidep-helper (service + workers), "
+        f"{1000 * first['dovecot_cpu_s'] / n:.2f} ms/message in Dovecot")
     return helper, first
 
 
@@ -365,6 +404,8 @@ def main() -> int:
         maildir = mb.pop("maildir")
         say(f"  {mb['wall_s']:.1f} s, {mb['messages_per_s']:,.0f} messages/s, peak RSS {mb['peak_rss'] / MiB:.0f} MiB; "
             f"load {mb['load_after']}")
+        say(f"  CPU: {1000 * mb['cpu_s'] / args.n:.2f} ms/message in mbsync, "
+            f"{1000 * mb['dovecot_cpu_s'] / args.n:.2f} ms/message in Dovecot")
         results["mbsync"] = mb
 
         desks: dict[bool, Helper] = {}
@@ -373,7 +414,7 @@ def main() -> int:
             key = "verify_on" if verify else "verify_off"
             helper, first = timed_first_sync(label, work / f"desk-{key}",
                                              helper_config(server, password, ["INBOX", "Partage"], verify=verify),
-                                             certs, args.n + 20)
+                                             certs, args.n + 20, server)
             helpers.append(helper)
             first["vs_mbsync"] = first["messages_per_s"] / mb["messages_per_s"]
             say(f"  {first['vs_mbsync']:.2f} × mbsync")

@@ -5,9 +5,10 @@ one per message fetched whole (its bytes in ``data``, its UID in ``path``), and 
 (``item == "end"``) standing for the sync's own bookkeeping, which pass through in order.
 
 1. :func:`parse` runs ``process_item`` on each message in the same worker pool as the ingest of
-   files (``helper.index.pool``: one process per core, spawned because the service has threads,
-   every message within the parse-time budget, kept idle between syncs so that the next new mail is
-   parsed at once). Workers parse, apply the trust rules and write the certificates' PDFs into the
+   files (``helper.index.pool``: processes not forked from the service, which has threads, but
+   from a fork server where the system has one — the parser imported once, not once per worker;
+   every message within the parse-time budget; kept idle between syncs so that the next new mail
+   is parsed at once). Workers parse, apply the trust rules and write the certificates' PDFs into the
    content-addressed store; only the outcomes come back. Results come back in the order given,
    marks included; without worker processes, messages are parsed in this process. The folder
    threads take turns with one pool; :func:`warm` starts it when a folder's session begins.
@@ -41,15 +42,15 @@ def _pool_key(store: Store, trust: TrustPolicy, workers: int, expire_before: str
 
 
 def _start(key: tuple[Any, ...]) -> Any:
-    from helper.index.pool import BudgetPool
+    from helper.index.pool import BudgetPool, service_start_method
 
     _, workers, blob_root, trust, expire_before, budget = key
     return BudgetPool(
         workers, _process_or_mark, budget=budget,
         on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
         on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-        initializer=_init_worker, initargs=(blob_root, trust, expire_before), start_method="spawn",
-        small=_small_item,
+        initializer=_init_worker, initargs=(blob_root, trust, expire_before),
+        start_method=service_start_method(["helper.index.worker"]), small=_small_item,
     )
 
 

@@ -12,7 +12,11 @@ any parser slow; so parsing runs in worker processes and the parent keeps the cl
    worker was idle). An item still running ``budget`` seconds after its start gets
    ``on_timeout(item)`` as its result: its worker is killed and replaced, and the items it had
    not started yet are handed out again. A worker that dies gets ``on_crash(item)`` the same way.
-4. The parent never waits on a full pipe: items sent ahead are small (a path and offsets; a
+4. In a service (threads: ``fork`` is unsafe), :func:`service_start_method` gives ``forkserver``
+   where the system has it: one clean process imports the parser once and forks each worker from
+   itself (a worker ready in milliseconds, its imported code shared with its siblings), else
+   ``spawn`` (Windows: each worker imports the parser itself).
+5. The parent never waits on a full pipe: items sent ahead are small (a path and offsets; a
    worker reads the bytes itself), and an item carrying bytes goes only to an idle worker.
    Results are read as soon as they arrive, so a worker never blocks the parent either.
 """
@@ -76,6 +80,16 @@ class _Worker:
         if not self.queue or self.ready_at is None:
             return None
         return max(self.queue[0][2], self.last_finish or self.ready_at)
+
+
+def service_start_method(preload: list[str]) -> str:
+    """How a process with threads starts workers: ``forkserver`` (modules ``preload`` imported once,
+    in the server) where available, else ``spawn``."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    # the server is started at the first worker; the list is read then (later changes are ignored)
+    multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, *preload, "helper.index.forkfreeze"])
+    return "forkserver"
 
 
 class PoolBroken(RuntimeError):

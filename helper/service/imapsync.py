@@ -7,10 +7,12 @@ connection to the index. A thread loops:
 1. connect and log in (``helper.sources.imap.connect``); on failure, record the French reason in
    ``imap_status`` and retry after 1, 2, 4… up to 60 s (a server restart or a network loss heals by
    itself; a refused certificate is retried too, slowly, and shown in ``status`` meanwhile);
-2. select the folder. A UIDVALIDITY different from the one recorded means the UIDs changed: the
-   links of the old UIDs are dropped and the folder is read again from UID 1 — messages are matched
-   to certificates already indexed by their Message-ID from their headers alone, so nothing is
-   fetched or added twice;
+2. select the folder, once per connection (after each wait, ``Folder.refresh`` reads its numbers
+   again with STATUS and NOOP, and selects again only if UIDVALIDITY changed: a SELECT makes the
+   server open the whole mailbox again). A UIDVALIDITY different from the one recorded means the
+   UIDs changed: the links of the old UIDs are dropped and the folder is read again from UID 1 —
+   messages are matched to certificates already indexed by their Message-ID from their headers
+   alone, so nothing is fetched or added twice;
 3. and 4. new UIDs (``helper.service.imapread``), by batches: headers first; a message whose
    Message-ID is indexed is linked without being fetched; one that cannot hold a certificate is
    skipped; the others are fetched whole (``BODY.PEEK[]``) by a fetch thread while the parse worker
@@ -57,6 +59,8 @@ log = logging.getLogger("sidep_helper.imap")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 FORGET_EVERY_SECONDS = 600
+#: Messages whose keywords are read (one FETCH FLAGS) and applied together.
+KEYWORD_SLICE = 2000
 #: ``status`` of a folder whose PERMANENTFLAGS lacks ``\\*`` (no new keywords: read-only, ACL, full)
 NO_KEYWORDS = ("Le serveur n'accepte pas de mots-clés sur ce dossier : l'état « imprimé / remis » partagé entre "
                "postes y est indisponible ; il reste propre à ce poste.")
@@ -85,7 +89,7 @@ class FolderSync(threading.Thread):
 
     # -- loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
-        store = Store(self.settings.data_dir)
+        store = imapread.lean_store(self.settings)
         try:
             imapstate.ensure(store)
             backoff = BACKOFF_FIRST
@@ -138,8 +142,8 @@ class FolderSync(threading.Thread):
     def _session(self, store: Store, folder: Folder) -> None:
         imapread.warm_parsers(self.settings, store)
         idle = "en veille (IDLE)" if folder.idle_ok else f"relève toutes les {self.account.poll_seconds} s"
+        info = folder.select()  # once per connection; then only what changed (STATUS, NOOP)
         while not self.stop_event.is_set():
-            info = folder.select()
             self._status(store, "relève en cours")
             self.sync(store, folder, info)
             if info.keywords_allowed:
@@ -154,6 +158,7 @@ class FolderSync(threading.Thread):
                 lambda: self.stop_event.is_set()
                 or imapstate.has_pending(store, self.source, self.folder_name),
             )
+            info = folder.refresh()
 
     # -- one sync -----------------------------------------------------------------------------------------
     def sync(self, store: Store, folder: Folder, info: FolderInfo) -> None:
@@ -180,14 +185,19 @@ class FolderSync(threading.Thread):
 
     def _keywords(self, store: Store, folder: Folder, info: FolderInfo, modseq: int | None, new: list[int]) -> None:
         valid = info.uidvalidity
+
+        def apply(seen: dict[int, set[str]]) -> list[tuple[int, str, bool]]:
+            states = {uid: (KW_PRINTED in kws, KW_DELIVERED in kws) for uid, kws in seen.items()}
+            return imapstate.apply_remote(store, self.source, self.folder_name, valid, states)
+
         if info.highestmodseq is not None and modseq is not None:
-            seen = folder.keywords(None, modseq) if info.highestmodseq > modseq else {}
-            if new:
-                seen.update(folder.keywords(new, None))
+            applied = apply(folder.keywords(None, modseq)) if info.highestmodseq > modseq else []
+            uids = new
         else:
-            seen = folder.keywords(imapstate.linked_uids(store, self.source, self.folder_name, valid), None)
-        states = {uid: (KW_PRINTED in kws, KW_DELIVERED in kws) for uid, kws in seen.items()}
-        applied = imapstate.apply_remote(store, self.source, self.folder_name, valid, states)
+            applied, uids = [], imapstate.linked_uids(store, self.source, self.folder_name, valid)
+        # by slices: the flags of 100,000 messages at once took ~70 MiB for a moment
+        for start in range(0, len(uids), KEYWORD_SLICE):
+            applied += apply(folder.keywords(uids[start : start + KEYWORD_SLICE], None))
         if info.highestmodseq is not None:
             imapstate.set_modseq(store, self.source, self.folder_name, info.highestmodseq)
         for cert_id, what, value in applied:
