@@ -139,3 +139,32 @@ class Helper:
     def log(self) -> str:
         path = self.home / "logs" / "sidep-helper.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+def sync_inbox_once(server: Dovecot, data_dir: Path, **settings: Any) -> tuple[Any, Any]:
+    """One sync of INBOX as the service runs it (``FolderSync.sync``, good client certificate), in this
+    process; returns the store (left open: the caller closes it) and the folder's state at selection."""
+    import threading
+
+    from helper.config import ImapSource, Settings
+    from helper.index import imapstate
+    from helper.index.store import Store
+    from helper.service import imapsync
+    from helper.service.audit import Audit
+    from helper.sources.imap import Folder, connect
+
+    crt, key = server.pki.client("good")
+    account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
+                         key_file=key)
+    config = Settings(data_dir=data_dir, config_file=data_dir.parent / "none.toml", **settings)
+    store = Store(config.data_dir)
+    imapstate.ensure(store)
+    sync = imapsync.FolderSync(config, account, "INBOX", Audit(config.data_dir), threading.Lock(), threading.Event())
+    client = connect(account)
+    try:
+        folder = Folder(client, "INBOX")
+        info = folder.select()
+        sync.sync(store, folder, info)  # raises on an internal error
+    finally:
+        client.logout()
+    return store, info

@@ -20,7 +20,6 @@ new UIDVALIDITY in STATUS, and the folder is selected again).
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ import mailgen
 import pytest
 from conftest import recent_spec
 from dovecot import Dovecot, start_dovecot
-from imaphelpers import Helper, imap_config
+from imaphelpers import Helper, imap_config, sync_inbox_once
 
 CERTS = 360  # marks after 100, 200, 300 messages, at UID 500 (the end of the first batch), and after 360
 
@@ -49,12 +48,7 @@ def _other(i: int) -> bytes:
 
 
 def test_slow_index_writes_lose_nothing(server: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from helper.config import ImapSource, Settings
     from helper.index import imapingest, imapstate
-    from helper.index.store import Store
-    from helper.service import imapsync
-    from helper.service.audit import Audit
-    from helper.sources.imap import Folder, connect
 
     rng = random.Random(31)
     specs = [recent_spec(rng) for _ in range(CERTS)]
@@ -71,20 +65,7 @@ def test_slow_index_writes_lose_nothing(server: Dovecot, tmp_path: Path, monkeyp
         return record(*args, **kwargs)
 
     monkeypatch.setattr(imapingest, "record", slow_record)
-    crt, key = server.pki.client("good")
-    account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
-                         key_file=key)
-    settings = Settings(data_dir=tmp_path / "home", config_file=tmp_path / "none.toml", verify_barcodes=False)
-    store = Store(settings.data_dir)
-    imapstate.ensure(store)
-    sync = imapsync.FolderSync(settings, account, "INBOX", Audit(settings.data_dir), threading.Lock(), threading.Event())
-    client = connect(account)
-    try:
-        folder = Folder(client, "INBOX")
-        info = folder.select()
-        sync.sync(store, folder, info)  # raises on an internal error
-    finally:
-        client.logout()
+    store, info = sync_inbox_once(server, tmp_path / "home", verify_barcodes=False)
     try:
         assert store.counts()["certificates"] == CERTS
         dossiers = {row[0] for row in store.db.execute("SELECT dossier FROM certificates")}

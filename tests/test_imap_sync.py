@@ -23,7 +23,7 @@ import psutil
 import pytest
 from conftest import Cli, recent_spec
 from dovecot import Dovecot, Pki, make_pki, start_dovecot
-from imaphelpers import Helper, imap_config
+from imaphelpers import Helper, imap_config, sync_inbox_once
 
 
 @pytest.fixture(scope="module")
@@ -198,14 +198,7 @@ def test_move_processed_to_moves_certificates_only(server: Dovecot, tmp_path: Pa
 
 def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A certificate-looking message over the size limit stays on the server, listed in quarantine."""
-    import threading
-
-    from helper.config import ImapSource, Settings
-    from helper.index import imapstate
-    from helper.index.store import Store
-    from helper.service import imapread, imapsync
-    from helper.service.audit import Audit
-    from helper.sources.imap import Folder, connect
+    from helper.service import imapread
 
     rng = random.Random(13)
     small, big = recent_spec(rng), recent_spec(rng)
@@ -213,21 +206,10 @@ def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path
     big_raw = mailgen.make_message(big, pdf=mailgen.make_pdf(big, size=200_000))
     server.append(big_raw)
     monkeypatch.setattr(imapread, "MAX_READ", 120_000)  # the limit is 50 MB in service; scaled down here
-    crt, key = server.pki.client("good")
-    account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
-                         key_file=key)
-    settings = Settings(data_dir=tmp_path / "home", config_file=tmp_path / "none.toml")
-    store = Store(settings.data_dir)
-    imapstate.ensure(store)
-    sync = imapsync.FolderSync(settings, account, "INBOX", Audit(settings.data_dir), threading.Lock(), threading.Event())
-    client = connect(account)
-    try:
-        folder = Folder(client, "INBOX")
-        sync.sync(store, folder, folder.select())
-    finally:
-        client.logout()
+    settings_dir = tmp_path / "home"
+    store, _ = sync_inbox_once(server, settings_dir)
     assert store.counts()["certificates"] == 1
     rows = store.quarantined()
     assert len(rows) == 1 and rows[0]["reason"] == "too_large" and rows[0]["path"].startswith("imap:bal/INBOX;")
-    assert not (settings.data_dir / "quarantine").exists()  # nothing of it fetched and kept
+    assert not (settings_dir / "quarantine").exists()  # nothing of it fetched and kept
     store.close()
