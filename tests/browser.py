@@ -213,8 +213,8 @@ def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
     extension_dir = Path(extension_dir).resolve()
     chromium = ensure_chromium()
     profile = Path(user_data_dir) if user_data_dir else Path(tempfile.mkdtemp(prefix="sidep-chromium-"))
-    running = chromium_running()
-    running.__enter__()
+    running = contextlib.ExitStack()  # released by close(), or below if the launch fails
+    running.enter_context(chromium_running())
     playwright = sync_playwright().start()
     try:
         context = playwright.chromium.launch_persistent_context(
@@ -231,7 +231,7 @@ def launch(extension_dir: Path, *, lang: str = "fr", timeout_ms: float = 20_000,
     except Exception:
         playwright.stop()
         shutil.rmtree(profile, ignore_errors=True)
-        running.__exit__(None, None, None)
+        running.close()
         raise
     _RUNNING[id(context)] = (playwright, profile, running)
     try:
@@ -254,7 +254,7 @@ def close(context: Any) -> None:
         if profile is not None:
             shutil.rmtree(profile, ignore_errors=True)
         if running is not None:
-            running.__exit__(None, None, None)
+            running.close()
 
 
 @contextlib.contextmanager
