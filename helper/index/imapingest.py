@@ -28,7 +28,15 @@ from helper.index import lifecycle
 from helper.index.budget import parse_budget
 from helper.index.pushed import MessageOutcome, record_outcomes
 from helper.index.store import Store
-from helper.index.worker import Item, Result, _given_up, _init_worker, _process_or_mark, _small_item
+from helper.index.worker import (
+    Item,
+    Result,
+    _given_up,
+    _init_pool_worker,
+    _init_worker,
+    _process_or_mark,
+    _small_item,
+)
 from helper.parse.message import Certificate, Outcome
 from helper.parse.trust import TrustPolicy
 
@@ -49,7 +57,7 @@ def _start(key: tuple[Any, ...]) -> Any:
         workers, _process_or_mark, budget=budget,
         on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
         on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-        initializer=_init_worker, initargs=(blob_root, trust, expire_before),
+        initializer=_init_pool_worker, initargs=(blob_root, trust, expire_before),
         start_method=service_start_method(["helper.index.worker"]), small=_small_item,
     )
 

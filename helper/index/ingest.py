@@ -33,6 +33,7 @@ from helper.index.worker import (  # noqa: F401 - re-exported (benchmarks, IMAP 
     Item,
     Result,
     _given_up,
+    _init_pool_worker,
     _init_worker,
     _process_or_mark,
     _small_item,
@@ -233,7 +234,7 @@ class Ingester:
                 workers, _process_or_mark, budget=budget,
                 on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
                 on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
-                initializer=_init_worker, initargs=(blob_root, self.trusted, self.expire_before),
+                initializer=_init_pool_worker, initargs=(blob_root, self.trusted, self.expire_before),
                 start_method=self.start_method, small=_small_item,
             )
 

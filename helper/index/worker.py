@@ -2,12 +2,17 @@
 
 1. :func:`_init_worker` runs once in each worker process (or in the main process for an inline
    run): it sets the parse configuration, the content-addressed PDF store and the retention cutoff;
+   in a pool worker (:func:`_init_pool_worker`), when barcodes are verified, it also lets the
+   worker read certificates' barcodes itself, under an address-space limit
+   (:func:`helper.parse.pdftext.read_codes_in_this_process`);
 2. :func:`process_item` reads its item (a whole file, or one message cut from an mbox, at most
    ``MAX_READ`` bytes), parses it (a certificate PDF by its name and content, anything else as a
    message) and writes the certificates' PDFs into the store (not the expired ones), sending back
    only the outcomes, never the PDF bytes;
 3. whatever goes wrong with one item becomes a quarantined outcome with its reason (unreadable,
-   too large, malformed); a worker stopped over its time budget or dead gives :func:`_given_up`.
+   too large, malformed; ``too_large`` too when parsing it ran into the worker's memory limit: the
+   memory is given back as the error goes up, and the worker goes on with the next item); a
+   worker stopped over its time budget or dead gives :func:`_given_up`.
 
 Functions handed to the worker pool stay module-level: spawned workers import them by name.
 """
@@ -61,6 +66,18 @@ def _init_worker(blob_root: str, trusted: TrustPolicy, expire_before: str | None
     _worker_expire_before = expire_before
 
 
+def _init_pool_worker(blob_root: str, trusted: TrustPolicy, expire_before: str | None = None,
+                      memory_extra: int | None = None) -> None:
+    """:func:`_init_worker` in a pool worker (step 1): a worker that verifies barcodes reads them
+    itself, its address space bounded to ``memory_extra`` bytes past its size now (default
+    :data:`helper.parse.pdftext.WORKER_EXTRA_BYTES`)."""
+    _init_worker(blob_root, trusted, expire_before)
+    if trusted.verify_barcodes:
+        from helper.parse import pdftext
+
+        pdftext.read_codes_in_this_process(pdftext.WORKER_EXTRA_BYTES if memory_extra is None else memory_extra)
+
+
 def process_item(item: Item) -> Result:
     """Parse one item and store its PDFs. Runs in a worker process (or inline)."""
     assert _worker_config is not None and _worker_blobs is not None
@@ -85,6 +102,10 @@ def process_item(item: Item) -> Result:
             outcomes = parse_message(data, _worker_config)
     except OSError as exc:
         outcomes = [Outcome("quarantined", reason="unreadable", detail=f"{type(exc).__name__}: {exc.strerror or exc}")]
+    except MemoryError:
+        data = None  # give the memory back before anything else
+        outcomes = [Outcome("quarantined", reason="too_large",
+                            detail="message ou PDF trop gourmand en mémoire pour le processus d'analyse")]
     except Exception as exc:  # noqa: BLE001 - one bad message must never stop the run
         outcomes = [Outcome("quarantined", reason="malformed", detail=f"{type(exc).__name__}: {exc}")]
     for outcome in outcomes:

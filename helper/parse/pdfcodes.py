@@ -1,6 +1,8 @@
 """Find the Data Matrix and QR codes of a certificate PDF's first pages, cheaply.
 
-Runs inside the bounded PDF child (:mod:`helper.parse.pdfworker`, time and memory limits). Rendering
+Step 0 runs in the parse-pool worker itself, which is bounded in time and memory (see
+:mod:`helper.parse.pdftext`, step 1); the rest only inside the bounded PDF child
+(:mod:`helper.parse.pdfworker`, time and memory limits), when step 0 found nothing. Rendering
 a whole page costs some 20 ms, and even loading a page with pdfium some 0.5 ms; a barcode embedded
 as an image is read from its own pixels in well under a millisecond. So, step by step:
 
@@ -55,10 +57,11 @@ RENDER_DPI = 150
 MAX_PIXELS = 16_000_000
 
 
-def payloads(data: bytes) -> list[bytes]:
-    """The bytes of every Data Matrix and QR code found (an unreadable PDF simply has none)."""
-    found = fast_payloads(data)
-    if _signed(found):
+def payloads(data: bytes, *, fast: bool = True) -> list[bytes]:
+    """The bytes of every Data Matrix and QR code found (an unreadable PDF simply has none);
+    ``fast=False``: step 0 was already tried (by the parse worker, :mod:`helper.parse.pdftext`)."""
+    found = fast_payloads(data) if fast else []
+    if signed(found):
         return found
     import pypdfium2 as pdfium  # only now: a child that never needs pdfium starts faster
 
@@ -70,7 +73,7 @@ def payloads(data: bytes) -> list[bytes]:
     try:
         for index in range(min(len(pdf), BARCODE_PAGES)):
             _read_page(pdf[index], found)
-            if _signed(found):  # the codes are on one page: do not look at the next one
+            if signed(found):  # the codes are on one page: do not look at the next one
                 break
     except Exception:  # noqa: BLE001 - a page pdfium cannot read has no readable barcode
         return found
@@ -96,7 +99,7 @@ def _read_page(page: Any, found: list[bytes]) -> None:
     for pure in (True, False):  # generated codes first, on every image; the slower detector after
         for obj in images:
             _decode(obj.get_bitmap(render=False), found, pure=pure)
-        if _signed(found):
+        if signed(found):
             return
     if segments < MIN_SEGMENTS and not too_big:
         return
@@ -107,7 +110,7 @@ def _read_page(page: Any, found: list[bytes]) -> None:
     _decode(page.render(scale=scale, grayscale=True), found, pure=False)
 
 
-def _signed(found: list[bytes]) -> bool:
+def signed(found: list[bytes]) -> bool:
     """Is one of the codes a 2D-DOC or a DCC (not some other Data Matrix or QR code)?"""
     return any(classify(payload) for payload in found)
 

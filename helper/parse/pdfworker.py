@@ -2,13 +2,16 @@
 
 Starting Python with pypdf, pypdfium2, zxing-cpp and cryptography costs far more than reading one
 certificate's barcodes, so each process that verifies certificates keeps one reader child and
-sends it PDFs one at a time. What happens, step by step (:func:`ask`):
+sends it PDFs one at a time. A parse-pool worker reads most certificates' codes itself
+(:mod:`helper.parse.pdftext`, step 1) and starts its child only for the first PDF that needs
+pdfium or pypdf: most workers have none. What happens, step by step (:func:`ask`):
 
 1. The child (``python -m helper.parse.pdfworker MEMORY``) runs under the same address-space limit
    as the one-shot reader; anything it would print goes to the null device (it never logs patient
    data), only its answers use its standard output.
 2. A request is a frame: two little-endian 32-bit lengths, a JSON header (``trust``: the trust-list
-   folder or ``-``; ``text``: read the text too), then the PDF. The answer is one length-prefixed
+   folder or ``-``; ``text``: read the text too; ``codes``: read the barcodes; ``fast``: try
+   :func:`helper.parse.pdfcodes.fast_payloads` first, false when the parse worker already did), then the PDF. The answer is one length-prefixed
    JSON array: the object :func:`helper.parse.pdftext.read_pdf` makes (``null`` when unreadable)
    and the child's peak memory in bytes.
 3. The parent waits at most ``timeout`` seconds for the answer (polling the pipes on POSIX, a
@@ -84,8 +87,10 @@ _child: _Child | None = None
 _owner = 0
 
 
-def ask(data: bytes, trust: str, text: bool, *, timeout: float, memory: int) -> Any:
-    """The child's answer for one PDF (see step 2), or None when it could not answer in time."""
+def ask(data: bytes, trust: str, text: bool, *, timeout: float, memory: int, codes: bool = True,
+        fast: bool = True) -> Any:
+    """The child's answer for one PDF (see step 2), or None when it could not answer in time.
+    ``codes=False``: the text only; ``fast=False``: the caller already tried the fast path."""
     global _child, _owner
     with _lock:
         if _owner != os.getpid():  # inherited through a fork: that child is the parent's, not ours
@@ -102,7 +107,7 @@ def ask(data: bytes, trust: str, text: bool, *, timeout: float, memory: int) -> 
             _close_at_exit()
         child = _child
         child.served += 1
-        header = json.dumps({"trust": trust, "text": text}).encode("utf-8")
+        header = json.dumps({"trust": trust, "text": text, "codes": codes, "fast": fast}).encode("utf-8")
         request = _HEAD.pack(len(header), len(data)) + header + data
         exchange = _exchange_polled if _POLL else _exchange_threaded
         try:
@@ -232,7 +237,8 @@ def _serve(memory: int) -> int:
         header = json.loads(_read_exact(requests, header_size))
         data = _read_exact(requests, data_size)
         try:
-            out = read_pdf(data, header.get("trust") or "-", bool(header.get("text", True)))
+            trust = (header.get("trust") or "-") if header.get("codes", True) else None
+            out = read_pdf(data, trust, bool(header.get("text", True)), bool(header.get("fast", True)))
         except Exception:  # noqa: BLE001 - unreadable, the child goes on
             out = None
         body = json.dumps([out, _peak_rss()]).encode("utf-8")
