@@ -93,7 +93,8 @@ def process_item(item: Item) -> Result:
             data = read_mbox_message(item.path, int(item.item[1:]), int(item.item[1:]) + item.size)
         elif data is None:
             with open(item.path, "rb") as fh:
-                data = fh.read(MAX_READ + 1)
+                # read() allocates all it is asked for first: ask only for the file's size
+                data = fh.read(min(MAX_READ, os.fstat(fh.fileno()).st_size) + 1)
             if len(data) > MAX_READ:
                 return Result(item, [Outcome("quarantined", reason="too_large", detail=f"fichier > {MAX_READ} octets")])
         if item.kind == PDF:

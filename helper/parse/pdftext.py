@@ -131,6 +131,11 @@ def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> None:
     sets its own, lower, limit at start-up, which it could not if the hard one were lower. Imports
     the fast path's libraries now, so that the first PDF does not pay for them."""
     global _in_process
+    import zxingcpp  # noqa: F401
+
+    from helper.parse.verify import _crypto
+
+    _crypto()
     try:
         import resource
 
@@ -145,11 +150,6 @@ def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     except (ImportError, ValueError, OSError):
         pass
-    import zxingcpp  # noqa: F401
-
-    from helper.parse.verify import _crypto
-
-    _crypto()
     _in_process = True
 
 

@@ -1,0 +1,108 @@
+"""Barcodes read by the parse-pool workers themselves (helper/parse/pdftext.py, step 1): the bounded
+pdfium reader child is started only for a PDF whose codes the fast path cannot read, and a worker
+that runs out of its memory limit on a hostile PDF quarantines that message and goes on.
+
+Real ingest runs (helper.index.ingest.Ingester, a real worker pool and SQLite store) on messages
+built at test time with real Data Matrix and QR codes (tests/barcodegen.py) signed with test keys.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import barcodegen as bg
+import mailgen
+import psutil
+import pytest
+
+from helper.index import pool
+from helper.index.ingest import Ingester
+from helper.index.store import Store
+from helper.parse import pdftext
+from helper.parse.trust import TrustPolicy
+
+SIGNER = bg.Signer.new()
+
+
+@pytest.fixture
+def trust_dir(tmp_path: Path) -> Path:
+    return bg.write_trust_list(tmp_path / "liste-de-confiance", SIGNER)
+
+
+@pytest.fixture(autouse=True)
+def no_idle_pool() -> Iterator[None]:
+    """Each test starts its own workers (with this test's settings) and leaves none behind."""
+    pool._close_idle()
+    yield
+    pool._close_idle()
+
+
+def reader_children() -> list[psutil.Process]:
+    """The pdfium reader children (helper.parse.pdfworker) running under this test process."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "helper.parse.pdfworker" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def ingest(folder: Path, data: Path, trust_dir: Path) -> tuple[Store, dict[str, int]]:
+    store = Store(data)
+    policy = TrustPolicy(verify_barcodes=True, barcode_trust_list=str(trust_dir))
+    report = Ingester(store, policy, workers=2).run([folder], progress=False)
+    return store, report.counts()
+
+
+def statuses(store: Store) -> list[str]:
+    rows = store.db.execute("SELECT id FROM certificates ORDER BY id").fetchall()
+    return [store.get(row[0])["verification"]["status"] for row in rows]  # type: ignore[index]
+
+
+def test_workers_verify_image_codes_themselves_and_start_the_pdfium_child_only_when_needed(
+        tmp_path: Path, trust_dir: Path) -> None:
+    specs = [bg.spec_for(60 + i) for i in range(6)]
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(s, pdf=bg.certificate_pdf(s, SIGNER, logo=True))
+                                         for s in specs])
+    store, counts = ingest(tmp_path / "eml", tmp_path / "home", trust_dir)
+    assert counts["new"] == 6 and counts["quarantined"] == 0
+    assert statuses(store) == ["verified"] * 6
+    assert reader_children() == []  # the workers (still alive, kept for the next run) started none
+    store.close()
+
+    # A code drawn as vector rectangles needs pdfium's render: the worker starts its child for it.
+    vector = bg.spec_for(70)
+    mailgen.write_eml(tmp_path / "eml2", [mailgen.make_message(vector, pdf=bg.certificate_pdf(vector, SIGNER, vector=True))])
+    store, counts = ingest(tmp_path / "eml2", tmp_path / "home2", trust_dir)
+    assert counts["new"] == 1 and statuses(store) == ["verified"]
+    assert len(reader_children()) == 1
+    store.close()
+
+
+def test_a_pdf_that_takes_a_worker_past_its_memory_limit_is_quarantined_and_the_run_goes_on(
+        tmp_path: Path, trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("address-space limits exist on POSIX only (elsewhere the time budget bounds)")
+    # The workers are forked from this process: they take this lower limit (8 MiB past their size).
+    monkeypatch.setattr(pdftext, "WORKER_EXTRA_BYTES", 8 * 1024 * 1024)
+    # A plain 3,000 × 1,300 RGB image (under the fast path's pixel bound): 11.7 MB of pixels,
+    # deflated to a few KB, inflated more than once over while it is read.
+    packer = zlib.compressobj(9)
+    big = b"".join(packer.compress(bytes(1300 * 3 * 1000)) for _ in range(3)) + packer.flush()
+    hostile_pdf = bg.pdf_with_image(b"/Width 3000 /Height 1300 /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+                                    b"/Filter /FlateDecode", big)
+    hostile, good = bg.spec_for(80), bg.spec_for(81)
+    messages = [mailgen.make_message(hostile, pdf=hostile_pdf),
+                mailgen.make_message(good, pdf=bg.certificate_pdf(good, SIGNER))]
+    mailgen.write_eml(tmp_path / "eml", messages)
+    store, counts = ingest(tmp_path / "eml", tmp_path / "home", trust_dir)
+    assert counts["new"] == 1 and counts["quarantined"] == 1, (counts, store.quarantined())
+    [held] = store.quarantined()
+    assert held["reason"] == "too_large" and "mémoire" in held["detail"]
+    assert statuses(store) == ["verified"]
+    store.close()
