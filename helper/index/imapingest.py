@@ -40,6 +40,12 @@ from helper.index.worker import (
 from helper.parse.message import Certificate, Outcome
 from helper.parse.trust import TrustPolicy
 
+#: What a worker that verifies barcodes uses (helper.parse.pdftext, step 1), imported once by the
+#: fork server and shared by its workers rather than imported by each.
+VERIFY_MODULES = ["zxingcpp", "cbor2", "helper.parse.pdfcodes", "helper.parse.verify", "helper.parse.trustlist",
+                  "cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.asymmetric.rsa",
+                  "cryptography.hazmat.primitives.asymmetric.padding", "cryptography.hazmat.primitives.asymmetric.utils"]
+
 #: One parse pool for every IMAP folder thread: they take turns (the cores are shared anyway), and
 #: two folders read at start-up do not each spawn a pool of their own.
 _turn = threading.Lock()
@@ -58,7 +64,8 @@ def _start(key: tuple[Any, ...]) -> Any:
         on_timeout=lambda item: _given_up(item, "too_slow", f"analyse interrompue après {budget:g} s"),
         on_crash=lambda item: _given_up(item, "malformed", "l'analyse de ce message a arrêté son processus"),
         initializer=_init_pool_worker, initargs=(blob_root, trust, expire_before),
-        start_method=service_start_method(["helper.index.worker"]), small=_small_item,
+        start_method=service_start_method(["helper.index.worker", *(VERIFY_MODULES if trust.verify_barcodes else [])]),
+        small=_small_item,
     )
 
 
