@@ -11,8 +11,10 @@ verification, against the issue's target (at most 30 ms per PDF).
     python benchmarks/bench_verify.py -n 50      # quick look
 
 The verification runs in the long-lived bounded PDF child (helper/parse/pdfworker.py), which reads
-the codes from the page's embedded images (helper/parse/pdfcodes.py); ``--in-process`` also measures
-decoding and parsing + signatures inside this process to show the split. The ingest-level benchmark
+the codes from the page's embedded images (helper/parse/pdfcodes.py); with ``--worker``, as in an
+ingest worker: the codes of plain images are read and checked in this process (helper/parse/pdftext.py,
+step 1), the child only for the others. ``--in-process`` also measures decoding and parsing +
+signatures inside this process to show the split. The ingest-level benchmark
 (20,000 messages, against notmuch) is benchmarks/bench_barcodes.py.
 """
 
@@ -51,7 +53,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=200, help="nombre de messages (défaut 200)")
     ap.add_argument("--in-process", action="store_true", help="mesurer aussi rendu + lecture + vérification sans processus enfant")
+    ap.add_argument("--worker", action="store_true",
+                    help="analyser comme un processus d'analyse de l'indexation : codes lus dans le processus "
+                         "(voie rapide), l'enfant pdfium seulement si elle ne trouve rien")
     args = ap.parse_args()
+    if args.worker:
+        from helper.parse import pdftext
+
+        pdftext.read_codes_in_this_process()
 
     rng = random.Random(12)
     signer = bg.Signer.new()
