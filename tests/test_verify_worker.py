@@ -132,3 +132,26 @@ def test_a_pdf_that_takes_a_worker_past_its_memory_limit_is_quarantined_and_the_
     [held] = out["quarantined"]
     assert held["reason"] == "too_large" and "mémoire" in held["detail"]
     assert out["statuses"] == ["verified"]
+
+
+def test_imap_sync_workers_verify_image_codes_without_the_pdfium_child(tmp_path: Path, trust_dir: Path) -> None:
+    """The service's IMAP parse pool (fork server, verification modules preloaded) reads them too."""
+    import random
+
+    from conftest import recent_spec
+    from dovecot import start_dovecot
+    from imaphelpers import sync_inbox_once
+
+    rng = random.Random(90)
+    specs = [recent_spec(rng, result=("POSITIF", "NEGATIF")[i % 2]) for i in range(40)]  # with a DCC
+    server = start_dovecot(client_cert=True)
+    try:
+        server.append_many([mailgen.make_message(s, pdf=bg.certificate_pdf(s, SIGNER, logo=True)) for s in specs])
+        store, _ = sync_inbox_once(server, tmp_path / "home", barcode_trust_list=trust_dir)  # 2 workers a core
+        try:
+            assert statuses(store) == ["verified"] * len(specs)
+        finally:
+            store.close()
+        assert reader_children() == []
+    finally:
+        server.remove()
