@@ -15,7 +15,7 @@ Where, step by step (:func:`extract`):
    When it found a 2D-DOC or a DCC, its signatures are checked there too, and that is the answer:
    no child, no pipe, no JSON, and the worker's caches stay warm. The worker is itself bounded:
    the pool gives each message a time budget (a worker over it is killed, the message
-   quarantined ``too_slow``), a worker that dies has its message quarantined, and on POSIX the
+   quarantined ``too_slow``), a worker that dies has its message quarantined, and on Linux the
    worker has an address-space limit (:data:`WORKER_EXTRA_BYTES` above what it held when it
    started): an allocation past it raises ``MemoryError``, and the worker quarantines that
    message ``too_large`` and goes on (:func:`helper.index.worker.process_item`).
@@ -125,7 +125,8 @@ def limit_memory(memory: int) -> None:
 def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> None:
     """Step 1 of the module docstring, for the rest of this process's life: it is a parse-pool
     worker (time budget, crash quarantined); bound its address space to ``extra`` bytes past its
-    present size (POSIX; Windows has no such limit, the budget alone bounds, as for the child).
+    present size (Linux, where that size can be read; elsewhere, Windows included, the budget alone
+    bounds it, as it bounds the child where there is no address-space limit).
 
     Only the soft limit is set (the hard one stays): the reader child this worker may still start
     sets its own, lower, limit at start-up, which it could not if the hard one were lower. Imports
