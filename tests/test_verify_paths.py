@@ -20,6 +20,8 @@ import barcodegen as bg
 import mailgen
 import pypdfium2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helper.parse import barcodes, pdfcodes, pdftext
 from helper.parse.message import ParseConfig, parse_message
@@ -128,6 +130,39 @@ def test_base45_decodes_the_rfc_examples_and_refuses_the_rest() -> None:
     for bad in ("GGW", ":::", "A", "abc", "é00", "::"):
         with pytest.raises(barcodes.BarcodeError):
             barcodes.b45decode(bad)
+
+
+def _b45_by_the_rfc(text: str) -> bytes | None:
+    """RFC 9285 read group by group, the plain way; None where the text is not base45."""
+    if any(c not in barcodes._B45 for c in text) or len(text) % 3 == 1:
+        return None
+    values = [barcodes._B45.index(c) for c in text]
+    out = bytearray()
+    for at in range(0, len(values) - 2, 3):
+        n = values[at] + 45 * values[at + 1] + 2025 * values[at + 2]
+        if n > 0xFFFF:
+            return None
+        out += n.to_bytes(2, "big")
+    if len(values) % 3 == 2:
+        n = values[-2] + 45 * values[-1]
+        if n > 0xFF:
+            return None
+        out.append(n)
+    return bytes(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(alphabet=barcodes._B45, max_size=60), st.text(alphabet=":%Z", max_size=12),
+                 st.binary(max_size=200).map(bg.b45encode)))
+def test_base45_agrees_with_the_rfc_on_any_text(text: str) -> None:
+    """The decoder works on all groups at once (one big integer): it must read every group, and
+    refuse every over-large one, exactly as the group-by-group definition does."""
+    expected = _b45_by_the_rfc(text)
+    if expected is None:
+        with pytest.raises(barcodes.BarcodeError):
+            barcodes.b45decode(text)
+    else:
+        assert barcodes.b45decode(text) == expected
 
 
 CHILD_OUTLIVES = """
