@@ -17,9 +17,11 @@ What happens, step by step:
    *subreaper*, so even a grandchild that outlived its parent is reaped here and counted) → cores;
    peak of the summed RSS and of the summed PSS (shared pages divided among the processes sharing
    them) of the tree, sampled every 50 ms. With verification, every certificate must be ``verified``.
-3. Cost per PDF on one core, sequentially: the reader child's round trip for one PDF (what ingest
-   pays per certificate: decode the images, parse, check both signatures), and the same work inside
-   this process; median and p95, against the issue's target (at most 30 ms per PDF).
+3. Cost per PDF on one core, sequentially: the reader child's round trip for one PDF (decode the
+   images, parse, check both signatures: what the service pays outside the parse workers, and what
+   a worker pays for a PDF its fast path cannot read), and the same work inside this process (what
+   an ingest worker pays per certificate whose images carry the codes: helper/parse/pdftext.py,
+   step 1); median and p95, against the issue's target (at most 30 ms per PDF).
 
 Targets (issue 12): verification ≤ 30 ms per PDF on one core; ingest with verification ≥ 2× notmuch new.
 Exit code 0 when both hold. Figures also go to ``OUT/barcodes-results.json``.
