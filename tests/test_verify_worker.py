@@ -24,7 +24,7 @@ import pytest
 from helper.index import pool
 from helper.index.ingest import Ingester
 from helper.index.store import Store
-from helper.parse import pdfworker
+from helper.parse import pdftext, pdfworker
 from helper.parse.trust import TrustPolicy
 
 SIGNER = bg.Signer.new()
@@ -42,6 +42,7 @@ def no_idle_pool() -> Iterator[None]:
     pdfworker._close()  # this process's own reader child, if an earlier test started one
     yield
     pool._close_idle()
+    pdfworker._close()
 
 
 def reader_children() -> list[psutil.Process]:
@@ -155,3 +156,21 @@ def test_imap_sync_workers_verify_image_codes_without_the_pdfium_child(tmp_path:
         assert reader_children() == []
     finally:
         server.remove()
+
+
+def test_a_fast_path_failure_hands_the_pdf_to_the_bounded_child(
+        trust_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library failing on a PDF inside the worker does not quarantine the message: the pdfium
+    child reads that PDF, as it did before the worker read codes itself."""
+    from helper.parse import pdfcodes
+
+    def broken(data: bytes) -> list[bytes]:
+        raise RuntimeError("zxing failed on this image")
+
+    pdf = bg.certificate_pdf(bg.spec_for(95), SIGNER)
+    monkeypatch.setattr(pdftext, "_in_process", True)
+    monkeypatch.setattr(pdfcodes, "fast_payloads", broken)
+    info = pdftext.extract(pdf, barcodes=True, trust_list=str(trust_dir), text=False)
+    assert info is not None and info.barcodes is not None
+    assert sorted(b["type"] for b in info.barcodes) == ["2d-doc", "dcc"]
+    assert all(b["signature"] == "valid" for b in info.barcodes)

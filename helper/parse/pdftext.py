@@ -168,15 +168,22 @@ def _address_space() -> int:
 
 def _fast_barcodes(data: bytes, trust_list: str | None) -> list[dict] | None:
     """Step 1: the checked barcodes when the fast path found a 2D-DOC or DCC in a plain image, else
-    None (the child then reads the PDF). A ``MemoryError`` (the worker's limit) goes up."""
+    None (the child then reads the PDF). A ``MemoryError`` (the worker's limit) goes up; any other
+    failure also hands the PDF to the child, which gives what it always gave for such a PDF (an
+    unreadable one: no barcodes), rather than quarantine the whole message here."""
     from helper.parse.pdfcodes import fast_payloads, signed
     from helper.parse.trustlist import TrustList
     from helper.parse.verify import read_barcodes
 
-    found = fast_payloads(data)
-    if not signed(found):
+    try:
+        found = fast_payloads(data)
+        if not signed(found):
+            return None
+        return read_barcodes(found, TrustList.shared(None if trust_list in (None, "", "-") else trust_list))
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - a library failing on this PDF: the bounded child reads it
         return None
-    return read_barcodes(found, TrustList.shared(None if trust_list in (None, "", "-") else trust_list))
 
 
 def _child(memory: int, trust_list: str | None = None, read_text: bool = True) -> int:
