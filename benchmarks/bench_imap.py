@@ -8,14 +8,17 @@
 What it does, in one run (as root: it starts a private Dovecot, tests/dovecot.py):
 
 1. a mailbox of N messages (certificates with ~40 KB PDFs sampled in the last weeks, ~5 % other
-   mail) written straight into the Maildir of a private Dovecot (TLS, password login), plus a folder
+   mail) written straight into the Maildir of a private Dovecot (TLS, password login); each PDF
+   carries, as SI-DEP's do, a 2D-DOC and (positive or negative result) an EU DCC, signed by a test
+   key listed in the corpus's own trust list (``liste-de-confiance``, given to the helper); plus a folder
    ``Partage`` of 20 certificates; Dovecot indexes it and reads every message once (``doveadm fetch``)
    before anything is timed, so that no tool pays for the cold Maildir;
 2. the folder fetched by ``mbsync`` (Debian ``isync``) into a fresh Maildir: wall time, messages/s, RSS;
 3. first sync, end to end, with ``verify_barcodes = false`` then ``true`` (``--verify``): a real
    ``sidep-helper serve`` process (own data directory each) with the mailbox as ``[[sources.imap]]``
    (implicit TLS); timed from the process start until every certificate is searchable and the source
-   reports success; peak RSS sampled (process tree); the ratio to mbsync of step 2;
+   reports success; peak RSS sampled (process tree); the ratio to mbsync of step 2; how many
+   certificates came out ``verified`` (read from the helper's database);
 4. ``notmuch new`` over mbsync's Maildir (``--no-notmuch`` skips it);
 5. incremental sync, per verification setting: 100 new certificates delivered at once into the Maildir
    while the helper runs, timed until the 100th is searchable (Dovecot tells the helper through IDLE);
@@ -30,10 +33,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import os
 import pwd
 import random
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -48,10 +53,13 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import barcodegen as bg  # noqa: E402
 import mailgen  # noqa: E402
 from bench import measure  # noqa: E402
 from dovecot import Dovecot, start_dovecot  # noqa: E402
 from imaphelpers import Helper  # noqa: E402
+
+from helper.index.schema import DB_NAME  # noqa: E402
 
 MiB = 1024 * 1024
 OTHER_SHARE = 0.05
@@ -66,14 +74,43 @@ def recent(rng: random.Random, **kw: Any) -> mailgen.CertSpec:
     return mailgen.random_spec(rng, sampled_at=sampled, integrated_at=sampled + dt.timedelta(hours=3), **kw)
 
 
-CORPUS_RECIPE = 1  # bump when the messages fill_maildir generates change
+CORPUS_RECIPE = 2  # bump when the messages fill_maildir generates change
+#: Size of a certificate's PDF (issue 10: "certificates with 40 KB PDFs").
+PDF_BYTES = 40_000
 
 
-def generate_corpus(out: Path, n: int, seed: int) -> tuple[Path, dict[str, int]]:
-    """The N messages of the mailbox, generated once per (N, seed) into ``OUT/imap-corpus-N-seedS/``
-    and reused by later runs for two days (100,000 messages take minutes to generate; their sampling
+def certificate_message(spec: mailgen.CertSpec, signer: bg.Signer) -> bytes:
+    """A certificate mail as SI-DEP sends it: its PDF carries the signed 2D-DOC and, for a positive
+    or negative result, the EU DCC (as bench_barcodes.py), padded to :data:`PDF_BYTES`."""
+    dcc = spec.result[:1].upper() in ("N", "P")  # no DCC exists for a non-conforming sample
+    return mailgen.make_message(spec, pdf=bg.certificate_pdf(spec, signer, logo=True, dcc=dcc, pad_to=PDF_BYTES))
+
+
+def corpus_root(out: Path, n: int, seed: int) -> Path:
+    return out / f"imap-corpus-{n}-seed{seed}-r{CORPUS_RECIPE}"
+
+
+def corpus_signer(root: Path) -> bg.Signer:
+    """The test key that signed the corpus's barcodes (its public half is in ``liste-de-confiance``)."""
+    return bg.Signer.load((root / "signer.pem").read_bytes())
+
+
+def _write_certificates(job: tuple[Path, bytes, list[tuple[int, mailgen.CertSpec]]]) -> int:
+    folder, private_pem, specs = job
+    signer, total = bg.Signer.load(private_pem), 0
+    for i, spec in specs:
+        raw = certificate_message(spec, signer)
+        (folder / f"{1700000000 + i}.M{i}P1.bench").write_bytes(raw)
+        total += len(raw)
+    return total
+
+
+def generate_corpus(out: Path, n: int, seed: int) -> tuple[Path, dict[str, Any]]:
+    """The N messages of the mailbox, generated once per (N, seed) into ``OUT/imap-corpus-N-seedS-rR/``
+    (with the test key that signed the barcodes and the trust list that lists it) and reused by later
+    runs for two days (100,000 messages take minutes to generate, on every core; their sampling
     dates are relative to the day they were made); (folder, counts)."""
-    root = out / f"imap-corpus-{n}-seed{seed}"
+    root = corpus_root(out, n, seed)
     manifest = root / "corpus.json"
     if manifest.is_file():
         info = json.loads(manifest.read_text())
@@ -82,19 +119,26 @@ def generate_corpus(out: Path, n: int, seed: int) -> tuple[Path, dict[str, int]]
     shutil.rmtree(root, ignore_errors=True)
     folder = root / "messages"
     folder.mkdir(parents=True)
+    signer = bg.Signer.new()
+    (root / "signer.pem").write_bytes(signer.private_pem())
+    bg.write_trust_list(root / "liste-de-confiance", signer)
     rng = random.Random(seed)
-    certs = others = total = 0
-    for i in range(n):
+    others = total = 0
+    specs: list[tuple[int, mailgen.CertSpec]] = []
+    for i in range(n):  # the same draws, in the same order, whatever the number of processes below
         if rng.random() < OTHER_SHARE:
             raw = mailgen.other_mail(rng, i)
+            (folder / f"{1700000000 + i}.M{i}P1.bench").write_bytes(raw)
             others += 1
+            total += len(raw)
         else:
-            raw = mailgen.make_message(recent(rng))
-            certs += 1
-        (folder / f"{1700000000 + i}.M{i}P1.bench").write_bytes(raw)
-        total += len(raw)
-    info = {"recipe": CORPUS_RECIPE, "generated": time.time(), "certificates": certs, "others": others, "bytes": total}
-    manifest.write_text(json.dumps(info))
+            specs.append((i, recent(rng)))
+    chunks = [(folder, signer.private_pem(), specs[k : k + 500]) for k in range(0, len(specs), 500)]
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+        total += sum(pool.imap_unordered(_write_certificates, chunks))
+    info = {"recipe": CORPUS_RECIPE, "generated": time.time(), "certificates": len(specs), "others": others,
+            "bytes": total}
+    manifest.write_text(json.dumps(info))  # written last: marks the corpus complete
     return folder, info
 
 
@@ -183,9 +227,10 @@ def tree_cpu(pid: int) -> float:
 
 
 def helper_config(server: Dovecot, password_file: Path, folders: list[str], poll: int = 60,
-                  verify: bool = True) -> str:
+                  verify: bool = True, trust: Path | None = None) -> str:
     return (
         ("" if verify else "verify_barcodes = false\n")
+        + (f"barcode_trust_list = {json.dumps(str(trust))}\n" if trust else "")
         + "[[sources.imap]]\nname = \"bal\"\nhost = \"127.0.0.1\"\n"
         f"port = {server.tls_port}\ntls = \"implicit\"\nca_file = \"{server.pki.ca}\"\n"
         f"user = \"{server.user}\"\npassword_file = \"{password_file}\"\n"
@@ -213,8 +258,13 @@ def first_sync(home: Path, imap: str, expected: int, server: Dovecot) -> dict[st
     dovecot_cpu = tree_cpu(server.proc.pid) - dovecot_cpu
     sampler.stop.set()
     sampler.join()
-    return {"helper": helper, "wall_s": elapsed, "cpu_s": cpu, "dovecot_cpu_s": dovecot_cpu, "peak_rss": sampler.peak, "peak_tree_pss": sampler.peak_tree_pss,
-            "certificates": status["counts"]["certificates"]}
+    db = sqlite3.connect(f"file:{home / DB_NAME}?mode=ro", uri=True)
+    verification = dict(db.execute(
+        "SELECT coalesce(json_extract(verification, '$.status'), 'none'), count(*) FROM certificates GROUP BY 1"))
+    db.close()
+    return {"helper": helper, "wall_s": elapsed, "cpu_s": cpu, "dovecot_cpu_s": dovecot_cpu, "peak_rss": sampler.peak,
+            "peak_tree_pss": sampler.peak_tree_pss, "certificates": status["counts"]["certificates"],
+            "verification": verification}
 
 
 def run_mbsync(server: Dovecot, password: str, work: Path) -> dict[str, Any]:
@@ -260,7 +310,7 @@ def run_notmuch(maildir: Path, work: Path) -> dict[str, Any]:
     return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s}
 
 
-def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int) -> dict[str, Any]:
+def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int, signer: bg.Signer) -> dict[str, Any]:
     """n new certificates delivered at once (written to tmp/, renamed into new/, as an MTA's LDA does)."""
     rng = random.Random(seed)
     mail = pwd.getpwnam("mail")
@@ -269,7 +319,7 @@ def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int)
     for i, spec in enumerate(specs):
         # a unique base name per delivery (Dovecot keys its UID list by it: a reused name is not new mail)
         path = server.maildir / "tmp" / f"{1800000000 + i}.M{i}S{seed}P2.bench"
-        path.write_bytes(mailgen.make_message(spec))
+        path.write_bytes(certificate_message(spec, signer))
         os.chown(path, mail.pw_uid, mail.pw_gid)
         staged.append(path)
     started = time.perf_counter()
@@ -341,13 +391,14 @@ def timed_first_sync(label: str, home: Path, imap: str, expected: int, n: int,
         f"load {first['load_after']}")
     say(f"  CPU: {1000 * first['cpu_s'] / n:.2f} ms/message in sidep-helper (service + workers), "
         f"{1000 * first['dovecot_cpu_s'] / n:.2f} ms/message in Dovecot")
+    say(f"  verification of the certificates: {first['verification']}")
     return helper, first
 
 
-def timed_incremental(label: str, server: Dovecot, helper: Helper, seed: int) -> dict[str, Any]:
+def timed_incremental(label: str, server: Dovecot, helper: Helper, seed: int, signer: bg.Signer) -> dict[str, Any]:
     say(f"Incremental sync, {label}: 100 new certificates ...")
     before = helper.status()["counts"]["certificates"]
-    inc = incremental(server, helper, before, 100, seed)
+    inc = incremental(server, helper, before, 100, seed, signer)
     inc["load"] = load()
     say(f"  {inc['delivered_to_searchable_s']:.2f} s from delivery until all are searchable; load {inc['load']}")
     return inc
@@ -385,6 +436,7 @@ def main() -> int:
         t0 = time.perf_counter()
         corpus, info = generate_corpus(args.out, args.n, args.seed)
         fill_maildir(server, corpus)
+        signer, trust = corpus_signer(corpus.parent), corpus.parent / "liste-de-confiance"
         certs, others, total = info["certificates"], info["others"], info["bytes"]
         say(f"  {certs:,} certificates, {others:,} other, {total / MiB:,.0f} MiB in {time.perf_counter() - t0:.0f} s"
             f" (generated once in {corpus.parent})")
@@ -393,7 +445,7 @@ def main() -> int:
         shared_rng = random.Random(args.seed + 1)
         shared = [recent(shared_rng) for _ in range(20)]
         for spec in shared:
-            server.append(mailgen.make_message(spec), "Partage")
+            server.append(certificate_message(spec, signer), "Partage")
         certs += 20
         results.update(certificates=certs, others=others, mailbox_bytes=total)
 
@@ -413,7 +465,7 @@ def main() -> int:
             label = "verify_barcodes = " + ("true" if verify else "false")
             key = "verify_on" if verify else "verify_off"
             helper, first = timed_first_sync(label, work / f"desk-{key}",
-                                             helper_config(server, password, ["INBOX", "Partage"], verify=verify),
+                                             helper_config(server, password, ["INBOX", "Partage"], verify=verify, trust=trust),
                                              certs, args.n + 20, server)
             helpers.append(helper)
             first["vs_mbsync"] = first["messages_per_s"] / mb["messages_per_s"]
@@ -440,13 +492,13 @@ def main() -> int:
                 time.sleep(0.25)
             a.wait_imap_ok(timeout=60)
             time.sleep(2)
-            results[f"incremental_100_{key}"] = timed_incremental(key, server, a, args.seed + 2 + i)
+            results[f"incremental_100_{key}"] = timed_incremental(key, server, a, args.seed + 2 + i, signer)
             if verify != modes[-1]:
                 a.stop()
         assert a is not None
 
         say("Keyword round trip between two desks ...")
-        b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"]))
+        b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"], trust=trust))
         helpers.append(b)
         kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds)
         say(f"  {kw['rounds']} round trips: median {kw['median_s'] * 1000:.0f} ms, p95 {kw['p95_s'] * 1000:.0f} ms")

@@ -46,6 +46,15 @@ class Signer:
     def new(cls, **kw: object) -> Signer:
         return cls(ec.generate_private_key(ec.SECP256R1()), **kw)  # type: ignore[arg-type]
 
+    @classmethod
+    def load(cls, private_pem: bytes, **kw: object) -> Signer:
+        """A signer from :meth:`private_pem` (benchmarks keep their corpus and its key for days)."""
+        return cls(serialization.load_pem_private_key(private_pem, None), **kw)  # type: ignore[arg-type]
+
+    def private_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
     def pem(self) -> bytes:
         return self.key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -215,12 +224,13 @@ def _image_object(w: int, h: int, pixels: bytes, style: set[str], next_num: int)
 
 def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[bytes] = (),
                       media: tuple[int, int] = (595, 842), *, vector: bool = False,
-                      logo: bool = False, image: str | list[str] = "flate") -> bytes:
+                      logo: bool = False, image: str | list[str] = "flate", pad_to: int = 0) -> bytes:
     """One-page PDF with ``lines`` of Helvetica text and the barcodes drawn as images (``vector``:
     as filled rectangles, as some PDF producers draw them). ``logo``: a grey photo-like image (not a
     barcode) at the top, as on real certificates. ``image``: how each barcode image is stored
     (:data:`IMAGE_STYLES`, see :func:`_image_object`; ``form``: drawn inside a form XObject), or a
-    list of one style per barcode."""
+    list of one style per barcode. ``pad_to``: about that many bytes in all, with an embedded font
+    program's worth of incompressible bytes (as real certificates embed their fonts)."""
     styles = [set(s.split("+")) for s in ([image] * (len(datamatrix) + len(qr)) if isinstance(image, str) else image)]
     assert all(style <= set(IMAGE_STYLES) for style in styles), image
     images = [(*_image(p, zxingcpp.BarcodeFormat.DataMatrix), 110) for p in datamatrix]
@@ -266,13 +276,29 @@ def pdf_with_barcodes(lines: list[str], datamatrix: list[bytes] = (), qr: list[b
     objs.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     objs[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 4 0 R >> "
                b"/XObject << %s >> >> /Contents %d 0 R >>" % (*media, b" ".join(xobjects), len(objs)))
+    missing = pad_to - len(pdf_file(objs)) - 64 if pad_to else 0
+    if missing > 0:
+        objs.append(b"<< /Length %d /Length1 %d >>\nstream\n%s\nendstream" % (missing, missing, _font_bytes(missing)))
     return pdf_file(objs)
 
 
+_FONT_BYTES: dict[int, bytes] = {}
+
+
+def _font_bytes(size: int) -> bytes:
+    """``size`` incompressible bytes, the same for every PDF (cached: generating a corpus stays fast)."""
+    found = _FONT_BYTES.get(size)
+    if found is None:
+        import random
+
+        found = _FONT_BYTES[size] = random.Random(size).randbytes(size)
+    return found
+
+
 def certificate_pdf(spec: CertSpec, signer: Signer | None = None, *, dcc: bool = True,
-                    flip: bool = False, extra_dm: list[bytes] = (), **kw: bool | str) -> bytes:
+                    flip: bool = False, extra_dm: list[bytes] = (), **kw: bool | str | int) -> bytes:
     """The certificate PDF of ``spec`` carrying its 2D-DOC (and DCC) signed by ``signer``
-    (``vector``, ``logo``, ``image``: see :func:`pdf_with_barcodes`)."""
+    (``vector``, ``logo``, ``image``, ``pad_to``: see :func:`pdf_with_barcodes`)."""
     dm = [twoddoc(spec, signer, flip=flip)] if signer else []
     qr = [hc1(spec, signer, flip=flip)] if signer and dcc else []
     return pdf_with_barcodes(pdf_text_lines(spec), [*dm, *extra_dm], qr, **kw)
