@@ -42,7 +42,7 @@ from helper.index import imapingest, imapstate, lifecycle
 from helper.index.store import Store
 from helper.index.worker import MAX_READ, Item
 from helper.parse.trust import TrustPolicy
-from helper.sources.imap import BODY_BATCH, Folder, FolderInfo, may_be_certificate, message_id
+from helper.sources.imap import BODY_BATCH, Folder, FolderInfo, header_fields, may_be_certificate, message_id
 
 UID_BATCH = 500
 #: Messages fetched whole and not yet parsed, at most (about 50 KB each for a certificate).
@@ -112,11 +112,12 @@ class _Fetcher(threading.Thread):
                 found: list[tuple[int, str, list[int]]] = []  # (uid, what, certificates) in UID order
                 wanted: list[tuple[int, int]] = []
                 for uid, size, head in self.folder.headers(chunk):
-                    mid = message_id(head)
+                    fields = header_fields(head)
+                    mid = message_id(fields)
                     ids = imapstate.certificates_of_message_id(store, mid) if mid else []
                     if ids:
                         found.append((uid, "known", ids))
-                    elif not may_be_certificate(head, trusted):
+                    elif not may_be_certificate(fields, trusted):
                         found.append((uid, "ignored", []))
                     elif size > MAX_READ:
                         found.append((uid, "too_large", []))
