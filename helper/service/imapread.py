@@ -214,8 +214,7 @@ def read_uids(settings: Settings, account: ImapSource, store: Store, folder: Fol
                 store.quarantine(f"imap:{source}/{name};UIDVALIDITY={valid};UID={uid}", "", "too_large",
                                  f"message > {MAX_READ} octets, laissé sur le serveur")
                 counts["quarantined"] += 1
-            for uid, ids in links.items():
-                imapstate.link(store, source, name, valid, uid, ids)
+            imapstate.link_all(store, source, name, valid, links)
             imapstate.advance(store, source, name, valid, batch.last_uid)
             done, tx = tx, None
             done.__exit__(None, None, None)  # commit: the batch's certificates, links and UID together
