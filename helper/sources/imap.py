@@ -156,7 +156,7 @@ class Folder:
                 text, header = part[0], bytes(part[1] or b"")
                 if i + 1 < len(data) and isinstance(data[i + 1], bytes):
                     text += data[i + 1]  # the rest of the response line, after the literal
-            elif isinstance(part, bytes):
+            elif isinstance(part, bytes) and not (i > 0 and isinstance(data[i - 1], tuple)):
                 text, header = part, b""  # header fields given as NIL or "" (no literal)
             else:
                 continue
