@@ -13,7 +13,7 @@ Tables (created here, ``CREATE TABLE IF NOT EXISTS``, so the main schema is unto
 
 Steps of a sync (``helper.service.imapsync``) that touch this module: :func:`folder_state` →
 :func:`reset_folder` when UIDVALIDITY changed (the links of the old UIDs go; messages are matched
-again by Message-ID, so nothing is added twice) → :func:`link` and :func:`advance` in one
+again by Message-ID, so nothing is added twice) → :func:`link_all` and :func:`advance` in one
 transaction per batch → :func:`apply_remote` for keywords read back → :func:`take_pending` /
 :func:`done_pending` for keywords to write. No column holds a name or any patient data: ids only.
 """
@@ -112,9 +112,14 @@ def reset_folder(store: Store, source: str, folder: str, uidvalidity: int) -> No
 
 def link(store: Store, source: str, folder: str, uidvalidity: int, uid: int, cert_ids: Iterable[int]) -> None:
     """Record that a message gave these certificates (inside a transaction)."""
+    link_all(store, source, folder, uidvalidity, {uid: cert_ids})
+
+
+def link_all(store: Store, source: str, folder: str, uidvalidity: int, links: dict[int, Iterable[int]]) -> None:
+    """:func:`link` for several messages (uid → certificates) in one statement (inside a transaction)."""
     store.db.executemany(
         "INSERT OR IGNORE INTO imap_links (source, folder, uidvalidity, uid, cert_id) VALUES (?, ?, ?, ?, ?)",
-        [(source, folder, uidvalidity, uid, c) for c in cert_ids],
+        [(source, folder, uidvalidity, uid, c) for uid, cert_ids in links.items() for c in cert_ids],
     )
 
 

@@ -122,11 +122,11 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     try:
         headers, body_at = split_headers(raw)
         subject = decode_rfc2047(headers.get("subject", ""))
-        cert_subject = sidep.is_certificate_subject(subject)
-        if not cert_subject and not _worth_reading(raw, headers, config) and not _RFC822.search(raw, body_at):
+        subject_fields = sidep.parse_subject(subject)
+        if subject_fields is None and not _worth_reading(raw, headers, config) and not _RFC822.search(raw, body_at):
             return [Outcome("ignored")]
         root = parse(raw, headers=headers, body_at=body_at)
-        outcomes = _certificates_in(root, raw, [], config)
+        outcomes = _certificates_in(root, raw, [], config, (subject, subject_fields))
     except MimeError as exc:
         return [Outcome("quarantined", reason=exc.reason, detail=exc.detail)]
     except (ValueError, LookupError, UnicodeError, IndexError, RecursionError) as exc:
@@ -134,23 +134,29 @@ def parse_message(raw: bytes, config: ParseConfig) -> list[Outcome]:
     return outcomes or [Outcome("ignored")]
 
 
-def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], config: ParseConfig) -> list[Outcome]:
+def _certificates_in(message: Part, raw: bytes, forwarded_by: list[list[str]], config: ParseConfig,
+                     subject_read: tuple[str, dict[str, str] | None] | None = None) -> list[Outcome]:
     """Certificates in ``message`` (whose own bytes are ``raw``), found inside the messages whose
-    From fields are ``forwarded_by``, outermost first. Trust is decided by :func:`trust.judge`."""
-    subject = decode_rfc2047(message.headers.get("subject", ""))
+    From fields are ``forwarded_by``, outermost first. Trust is decided by :func:`trust.judge`.
+    ``subject_read``: the message's decoded subject and its :func:`sidep.parse_subject`, when the
+    caller has them already (decoded and parsed once per message)."""
+    if subject_read is None:
+        subject = decode_rfc2047(message.headers.get("subject", ""))
+        subject_read = (subject, sidep.parse_subject(subject))
+    subject, subject_fields = subject_read
     from_fields = trust.field_values(raw, "from")
     fields: dict[str, str] | None = None
-    if not sidep.is_certificate_subject(subject) and _worth_reading(raw, message.headers, config, from_fields):
+    if subject_fields is None and _worth_reading(raw, message.headers, config, from_fields):
         fields = _body_fields(_body_text(message))
         if not _looks_like_certificate(fields):
             fields = None
-    if sidep.is_certificate_subject(subject) or fields is not None:
+    if subject_fields is not None or fields is not None:
         verdict = trust.judge(from_fields, forwarded_by, config.trust)
         if not verdict.trusted and (message.truncated or not trust.may_be_vouched(verdict, config.trust)):
             return [Outcome("quarantined", reason=verdict.reason, detail=verdict.detail)]
         if message.truncated:
             return [Outcome("quarantined", reason="truncated", detail="message incomplet (fin MIME absente)")]
-        return [checked(_certificate_outcome(message, subject, fields), verdict, config.trust)]
+        return [checked(_certificate_outcome(message, subject, fields, subject_fields), verdict, config.trust)]
     found: list[Outcome] = []
     # Own parts only: a message attached inside an attached message is reached through its
     # enclosing one, so that every forwarder in the chain is judged.
@@ -234,10 +240,11 @@ def _body_fields(text: str) -> dict[str, str]:
     return fields
 
 
-def _certificate_outcome(message: Part, subject: str, fields: dict[str, str] | None) -> Outcome:
+def _certificate_outcome(message: Part, subject: str, fields: dict[str, str] | None,
+                         sm: dict[str, str] | None) -> Outcome:
+    """``sm``: ``sidep.parse_subject(subject)``."""
     if fields is None:
         fields = _body_fields(_body_text(message))
-    sm = sidep.parse_subject(subject)
     subj = sm or {}
     pdf_part = _pdf_part(message)
     name_fields: dict[str, str] = {}
