@@ -150,23 +150,7 @@ class Folder:
         if typ != "OK":
             raise IMAPClientError(f"FETCH: {_clean(data)}")
         typ, data = imap._untagged_response(typ, data, "FETCH")  # noqa: SLF001
-        found: dict[int, tuple[int, bytes]] = {}
-        for i, part in enumerate(data):
-            if isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], bytes):
-                text, header = part[0], bytes(part[1] or b"")
-                if i + 1 < len(data) and isinstance(data[i + 1], bytes):
-                    text += data[i + 1]  # the rest of the response line, after the literal
-            elif isinstance(part, bytes) and not (i > 0 and isinstance(data[i - 1], tuple)):
-                text, header = part, b""  # header fields given as NIL or "" (no literal)
-            else:
-                continue
-            upper = text.upper()
-            if b"HEADER.FIELDS" not in upper and b"RFC822.SIZE" not in upper:
-                continue  # the closing parenthesis, or an unsolicited FETCH (flags changed elsewhere)
-            uid, size = _UID_RE.search(text), _SIZE_RE.search(text)
-            if uid is not None:
-                found[int(uid.group(1))] = (int(size.group(1)) if size else 0, header)
-        return found
+        return header_answers(data)
 
     def bodies(self, uids: list[tuple[int, int]]) -> Iterator[tuple[int, bytes | None]]:
         """(uid, whole message) for (uid, size) pairs, fetched in batches bounded by count and size."""
@@ -329,6 +313,29 @@ def _expand(seqset: str) -> list[int]:
         a, b = int(lo), int(hi or lo)
         out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
     return out
+
+
+def header_answers(data: list) -> dict[int, tuple[int, bytes]]:
+    """uid → (RFC822.SIZE, header fields) from imaplib's data for a header ``FETCH``: a response
+    with a literal is a (text before, literal) tuple followed by the rest of its line (where some
+    servers put UID and RFC822.SIZE); one without (NIL or "" header fields) is plain bytes."""
+    found: dict[int, tuple[int, bytes]] = {}
+    for i, part in enumerate(data):
+        if isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], bytes):
+            text, header = part[0], bytes(part[1] or b"")
+            if i + 1 < len(data) and isinstance(data[i + 1], bytes):
+                text += data[i + 1]  # the rest of the response line, after the literal
+        elif isinstance(part, bytes) and not (i > 0 and isinstance(data[i - 1], tuple)):
+            text, header = part, b""  # header fields given as NIL or "" (no literal)
+        else:
+            continue
+        upper = text.upper()
+        if b"HEADER.FIELDS" not in upper and b"RFC822.SIZE" not in upper:
+            continue  # the closing parenthesis, or an unsolicited FETCH (flags changed elsewhere)
+        uid, size = _UID_RE.search(text), _SIZE_RE.search(text)
+        if uid is not None:
+            found[int(uid.group(1))] = (int(size.group(1)) if size else 0, header)
+    return found
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
