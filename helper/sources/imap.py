@@ -14,7 +14,9 @@ What happens, step by step (the loop around it is ``helper.service.imapsync``):
 4. the only writes are the keywords ``$SidepImprime`` / ``$SidepRemis`` (only when the folder's
    PERMANENTFLAGS allow new keywords, ``\\*``) and the optional move to ``move_processed_to``;
 5. :meth:`Folder.wait` waits for news: IDLE where offered (the server tells of new mail or changed
-   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write.
+   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write; an
+   announcement already read off the socket with IDLE's ``+ idling`` (mail that came while we were
+   reading) ends the wait too, though no poll on the socket would see it.
 
 Nothing here logs a credential, a header value or a message: imapclient's own loggers are silenced.
 """
@@ -261,12 +263,32 @@ class Folder:
         self.client.idle()
         try:
             while time.monotonic() < deadline and not interrupted():
+                if self._buffered():
+                    break  # an answer already read off the socket: the poll in idle_check cannot see it
                 responses = self.client.idle_check(timeout=0.2)
                 if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE", b"RECENT")
                        for r in responses):
                     break
         finally:
             self.client.idle_done()
+
+
+    def _buffered(self) -> bool:
+        """Whether the server's next lines are already on our side of the socket: in imaplib's
+        buffered reader or decrypted by TLS. The server often sends IDLE's ``+ idling`` and the
+        ``* n EXISTS`` of mail that came while we were reading in one packet; reading the first line
+        buffers both, and the poll on the socket in ``idle_check`` then waits for news that has
+        already come (until ``poll_seconds``)."""
+        imap = self.client._imap  # noqa: SLF001
+        sock = self.client.socket()
+        sock.setblocking(False)
+        try:
+            return bool(imap.file.peek(1))  # buffered bytes, or one read that does not wait
+        except (OSError, ValueError):  # nothing to read now (SSLWantReadError, BlockingIOError)
+            return False
+        finally:
+            sock.setblocking(True)
+            self.client._set_read_timeout()  # noqa: SLF001 - what idle_check restores too
 
 
 def header_fields(header: bytes) -> dict[str, str]:
