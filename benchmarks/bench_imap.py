@@ -20,10 +20,18 @@ What it does, in one run (as root: it starts a private Dovecot, tests/dovecot.py
    reports success; peak RSS sampled (process tree); the ratio to mbsync of step 2; how many
    certificates came out ``verified`` (read from the helper's database);
 4. ``notmuch new`` over mbsync's Maildir (``--no-notmuch`` skips it);
-5. incremental sync, per verification setting: 100 new certificates delivered at once into the Maildir
-   while the helper runs, timed until the 100th is searchable (Dovecot tells the helper through IDLE);
+5. incremental sync, per verification setting (``--repeat`` times): 100 new certificates delivered
+   while the helper runs, timed until the 100th is searchable (Dovecot tells the helper through IDLE).
+   ``--delivery rename`` (default): written to tmp/ and renamed into new/ at once, as Postfix's own
+   Maildir delivery does; ``lda``: ``dovecot-lda`` one after the other, timed from the last one;
 6. keyword round trip: a second helper (own data directory) follows ``Partage``; desk A marks a
-   certificate handed over / undoes it, desk B's API is polled until it shows the change: median, p95.
+   certificate handed over / undoes it, desk B's API is polled until it shows the change: median, p95;
+7. mbsync's incremental run, alone on the mailbox (the helpers stopped): 100 new certificates delivered
+   the same way, then ``mbsync`` (the state of step 2) timed.
+
+``--incremental-only``: verification off, no notmuch, no keyword round trip (steps 1-3 still run: the
+helper and mbsync need their first sync). ``benchmarks/probe_incremental.py`` keeps a Dovecot and a
+helper running to time the incremental step again and again, and raw IMAP commands.
 
 Prints the figures and writes ``OUT/imap-results.json`` (``--out``, default ``benchmarks/out``).
 """
@@ -310,21 +318,49 @@ def run_notmuch(maildir: Path, work: Path) -> dict[str, Any]:
     return {"wall_s": run.wall_s, "peak_rss": run.peak_single_rss, "cpu_s": run.cpu_s}
 
 
-def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int, signer: bg.Signer) -> dict[str, Any]:
-    """n new certificates delivered at once (written to tmp/, renamed into new/, as an MTA's LDA does)."""
+#: The test key that signed the corpus (set by main): new mail is signed by it too.
+SIGNER: bg.Signer | None = None
+
+
+def stage(server: Dovecot, n: int, seed: int) -> tuple[list[mailgen.CertSpec], list[bytes]]:
     rng = random.Random(seed)
+    specs = [recent(rng) for _ in range(n)]
+    assert SIGNER is not None
+    return specs, [certificate_message(spec, SIGNER) for spec in specs]
+
+
+def deliver(server: Dovecot, raws: list[bytes], seed: int, how: str) -> float:
+    """Delivers the messages into INBOX; returns the time.perf_counter() from which the sync is timed.
+
+    ``rename``: each written to tmp/ then renamed into new/ (what Postfix's own Maildir delivery does,
+    with no Dovecot process involved), all renames at once, timed from the first rename;
+    ``lda``: one ``dovecot-lda`` after the other (what an MTA handing mail to Dovecot does), timed
+    from the end of the last delivery (each delivery takes long in a large Maildir, see
+    benchmarks/README.md, and the helper reads the first ones meanwhile)."""
+    if how == "lda":
+        for raw in raws:
+            server.deliver(raw)
+        return time.perf_counter()
     mail = pwd.getpwnam("mail")
     staged = []
-    specs = [recent(rng) for _ in range(n)]
-    for i, spec in enumerate(specs):
+    for i, raw in enumerate(raws):
         # a unique base name per delivery (Dovecot keys its UID list by it: a reused name is not new mail)
         path = server.maildir / "tmp" / f"{1800000000 + i}.M{i}S{seed}P2.bench"
-        path.write_bytes(certificate_message(spec, signer))
+        path.write_bytes(raw)
         os.chown(path, mail.pw_uid, mail.pw_gid)
         staged.append(path)
     started = time.perf_counter()
     for path in staged:
         path.rename(server.maildir / "new" / path.name)
+    return started
+
+
+def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int, how: str = "rename") -> dict[str, Any]:
+    """n new certificates delivered at once (``deliver``) while the helper runs; timed until all are
+    searchable (one search for the last one, then the count)."""
+    specs, raws = stage(server, n, seed)
+    first = time.perf_counter()
+    started = deliver(server, raws, seed, how)
     # a light probe (one search) so that polling does not slow the helper down; then the full count
     while helper.search(specs[-1].dossier)["total"] < 1:
         if time.perf_counter() - started > 120:
@@ -334,7 +370,29 @@ def incremental(server: Dovecot, helper: Helper, before: int, n: int, seed: int,
         if time.perf_counter() - started > 120:
             raise RuntimeError("incremental sync not done in 120 s")
         time.sleep(0.05)
-    return {"delivered_to_searchable_s": time.perf_counter() - started}
+    done = time.perf_counter()
+    return {"delivery": how, "delivered_to_searchable_s": done - started, "first_delivery_to_searchable_s": done - first}
+
+
+def mbsync_catch_up(work: Path) -> None:
+    """mbsync fetches, untimed, what arrived since its last run (the helper's incremental steps)."""
+    run = measure(["mbsync", "-c", str(work / "mbsyncrc"), "-q", "bench"])
+    if run.returncode != 0:
+        raise RuntimeError(f"mbsync failed: {run.stderr[-2000:]}")
+
+
+def mbsync_incremental(server: Dovecot, work: Path, n: int, seed: int, how: str = "rename") -> dict[str, Any]:
+    """mbsync (state of ``run_mbsync``, caught up: ``mbsync_catch_up``) fetching n new messages
+    delivered the same way, with no other client on the mailbox: wall time of the mbsync run (its
+    connection and login included)."""
+    _, raws = stage(server, n, seed)
+    deliver(server, raws, seed, how)
+    before = sum(len(os.listdir(work / "mbsync-maildir" / "INBOX" / sub)) for sub in ("cur", "new"))
+    run = measure(["mbsync", "-c", str(work / "mbsyncrc"), "-q", "bench"])
+    if run.returncode != 0:
+        raise RuntimeError(f"mbsync failed: {run.stderr[-2000:]}")
+    after = sum(len(os.listdir(work / "mbsync-maildir" / "INBOX" / sub)) for sub in ("cur", "new"))
+    return {"delivery": how, "wall_s": run.wall_s, "messages": after - before}
 
 
 def keyword_round_trips(a: Helper, b: Helper, dossiers: list[str], rounds: int) -> dict[str, Any]:
@@ -395,13 +453,20 @@ def timed_first_sync(label: str, home: Path, imap: str, expected: int, n: int,
     return helper, first
 
 
-def timed_incremental(label: str, server: Dovecot, helper: Helper, seed: int, signer: bg.Signer) -> dict[str, Any]:
-    say(f"Incremental sync, {label}: 100 new certificates ...")
+def timed_incremental(label: str, server: Dovecot, helper: Helper, seed: int, how: str = "rename") -> dict[str, Any]:
+    say(f"Incremental sync, {label}: 100 new certificates ({DELIVERY[how]}) ...")
     before = helper.status()["counts"]["certificates"]
-    inc = incremental(server, helper, before, 100, seed, signer)
+    inc = incremental(server, helper, before, 100, seed, how)
     inc["load"] = load()
-    say(f"  {inc['delivered_to_searchable_s']:.2f} s from delivery until all are searchable; load {inc['load']}")
+    if how == "lda":
+        say(f"  {inc['delivered_to_searchable_s']:.2f} s from the last delivery until all are searchable "
+            f"({inc['first_delivery_to_searchable_s']:.1f} s from the first); load {inc['load']}")
+    else:
+        say(f"  {inc['delivered_to_searchable_s']:.2f} s from delivery until all are searchable; load {inc['load']}")
     return inc
+
+
+DELIVERY = {"rename": "tmp/ → new/, as Postfix's Maildir delivery", "lda": "dovecot-lda, one after the other"}
 
 
 def main() -> int:
@@ -412,6 +477,13 @@ def main() -> int:
     parser.add_argument("--verify", choices=("off", "on", "both"), default="both",
                         help="barcode verification (verify_barcodes) in the helper: off, on (default), or both")
     parser.add_argument("--no-notmuch", action="store_true", help="skip notmuch new")
+    parser.add_argument("--delivery", choices=("rename", "lda", "both"), default="rename",
+                        help="how the incremental step's 100 messages arrive: renamed into new/ (default), "
+                             "dovecot-lda, or both")
+    parser.add_argument("--repeat", type=int, default=1, help="incremental steps per setting (default 1)")
+    parser.add_argument("--incremental-only", action="store_true",
+                        help="only what the incremental step needs: verification off, no notmuch, no keyword "
+                             "round trip (the first syncs still run, untimed figures printed)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--prepare", action="store_true", help="only generate the messages (cached), then stop")
     args = parser.parse_args()
@@ -426,7 +498,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-imap-", dir=args.out))
     server = start_dovecot(client_cert=False)
     helpers: list[Helper] = []
+    if args.incremental_only:
+        args.verify, args.no_notmuch = "off", True
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.verify]
+    deliveries = ["rename", "lda"] if args.delivery == "both" else [args.delivery]
     results: dict[str, Any] = {"n": args.n, "cpu_count": os.cpu_count(), "load_start": load()}
     try:
         password = work / "imap-password"
@@ -436,7 +511,8 @@ def main() -> int:
         t0 = time.perf_counter()
         corpus, info = generate_corpus(args.out, args.n, args.seed)
         fill_maildir(server, corpus)
-        signer, trust = corpus_signer(corpus.parent), corpus.parent / "liste-de-confiance"
+        global SIGNER
+        SIGNER, trust = corpus_signer(corpus.parent), corpus.parent / "liste-de-confiance"
         certs, others, total = info["certificates"], info["others"], info["bytes"]
         say(f"  {certs:,} certificates, {others:,} other, {total / MiB:,.0f} MiB in {time.perf_counter() - t0:.0f} s"
             f" (generated once in {corpus.parent})")
@@ -445,7 +521,7 @@ def main() -> int:
         shared_rng = random.Random(args.seed + 1)
         shared = [recent(shared_rng) for _ in range(20)]
         for spec in shared:
-            server.append(certificate_message(spec, signer), "Partage")
+            server.append(certificate_message(spec, SIGNER), "Partage")
         certs += 20
         results.update(certificates=certs, others=others, mailbox_bytes=total)
 
@@ -483,26 +559,48 @@ def main() -> int:
             results["notmuch"] = nm
 
         a = None
-        for i, verify in enumerate(modes):
+        added = 0
+        seeds = iter(range(args.seed + 2, args.seed + 10_000))
+        for verify in modes:
             key = "verify_on" if verify else "verify_off"
             a = desks[verify]
             a.restart()
             deadline = time.perf_counter() + 600  # it catches up what the other desk's run delivered
-            while a.status()["counts"]["certificates"] < certs + 100 * i and time.perf_counter() < deadline:
+            while a.status()["counts"]["certificates"] < certs + added and time.perf_counter() < deadline:
                 time.sleep(0.25)
             a.wait_imap_ok(timeout=60)
-            time.sleep(2)
-            results[f"incremental_100_{key}"] = timed_incremental(key, server, a, args.seed + 2 + i, signer)
+            for how in deliveries:
+                runs = []
+                for _ in range(args.repeat):
+                    time.sleep(2)
+                    runs.append(timed_incremental(key, server, a, next(seeds), how))
+                    added += 100
+                suffix = "" if how == "rename" else "_lda"
+                results[f"incremental_100_{key}{suffix}"] = runs[0] if len(runs) == 1 else runs
             if verify != modes[-1]:
                 a.stop()
         assert a is not None
 
-        say("Keyword round trip between two desks ...")
-        b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"], trust=trust))
-        helpers.append(b)
-        kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds)
-        say(f"  {kw['rounds']} round trips: median {kw['median_s'] * 1000:.0f} ms, p95 {kw['p95_s'] * 1000:.0f} ms")
-        results["keywords"] = kw
+        if not args.incremental_only:
+            say("Keyword round trip between two desks ...")
+            b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"], trust=trust))
+            helpers.append(b)
+            kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds)
+            say(f"  {kw['rounds']} round trips: median {kw['median_s'] * 1000:.0f} ms, p95 {kw['p95_s'] * 1000:.0f} ms")
+            results["keywords"] = kw
+        for h in helpers:  # mbsync alone on the mailbox, as the helper was
+            h.stop()
+        mbsync_catch_up(work)
+        for how in deliveries:
+            runs = []
+            for _ in range(args.repeat):
+                say(f"mbsync, incremental: 100 new certificates ({DELIVERY[how]}) ...")
+                time.sleep(2)
+                inc = mbsync_incremental(server, work, 100, next(seeds), how)
+                inc["load"] = load()
+                say(f"  {inc['wall_s']:.2f} s for mbsync to fetch the {inc['messages']} new messages; load {inc['load']}")
+                runs.append(inc)
+            results["mbsync_incremental_100" + ("" if how == "rename" else "_lda")] = runs[0] if len(runs) == 1 else runs
         results["load_end"] = load()
         (args.out / "imap-results.json").write_text(json.dumps(results, indent=2, default=str))
         return 0

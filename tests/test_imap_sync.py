@@ -213,3 +213,27 @@ def test_oversized_message_is_listed_not_fetched(server: Dovecot, tmp_path: Path
     assert len(rows) == 1 and rows[0]["reason"] == "too_large" and rows[0]["path"].startswith("imap:bal/INBOX;")
     assert not (settings_dir / "quarantine").exists()  # nothing of it fetched and kept
     store.close()
+
+
+def test_mail_arriving_just_before_idle_ends_the_wait(server: Dovecot) -> None:
+    """A message delivered after the last read and before the IDLE begins: Dovecot's STATUS of the
+    selected folder does not count it yet and the IDLE does not announce it; the wait must still end
+    at once (it used to last until the poll, ``poll_seconds``)."""
+    from helper.config import ImapSource
+    from helper.sources.imap import Folder, connect
+
+    crt, key = server.pki.client("good")
+    account = ImapSource(name="bal", host="127.0.0.1", port=server.port, ca_file=server.pki.ca, cert_file=crt,
+                         key_file=key)
+    server.append(mailgen.make_message(recent_spec(random.Random(5))))
+    client = connect(account)
+    try:
+        folder = Folder(client, "INBOX")
+        assert folder.select().exists == 1
+        server.append(mailgen.make_message(recent_spec(random.Random(6))))  # another client delivers
+        started = time.monotonic()
+        folder.wait(6, lambda: False)
+        assert time.monotonic() - started < 3
+        assert folder.refresh().exists == 2
+    finally:
+        client.logout()

@@ -230,7 +230,10 @@ def test_installed_helper_starts_from_run_key_and_serves(nsis_prefix: Prefix) ->
             if found["total"] == 1 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert found["total"] == 1, "the certificate dropped into the configured folder was not indexed"
+        log = user_data(nsis_prefix) / "logs" / "sidep-helper.log"
+        assert found["total"] == 1, ("the certificate dropped into the configured folder was not indexed; the "
+                                     "helper's log ends with:\n" + (log.read_text(errors="replace")[-3000:]
+                                                                     if log.exists() else "(no log)"))
         assert found["results"][0]["last_name"] == "WINEMONT"
 
         rc, text = nsis_prefix.output(f"{INSTDIR}\\python\\python.exe", f"{INSTDIR}\\tools\\etat.pyw", "--print")

@@ -25,7 +25,8 @@ connection to the index. A thread loops:
    here (« remis (autre poste) », or the hand-over undone); writes owed after a print, hand-over
    or undo at this desk (``imap_pending``, queued by the API) are done, if PERMANENTFLAGS has ``\\*``;
 6. wait: IDLE (the server wakes us when mail arrives or flags change), at most ``poll_seconds``,
-   and at once when this desk owes a keyword write; then back to 2.
+   and at once when this desk owes a keyword write (a NOOP first brings mail that came during the
+   read into view; what comes after it is announced with IDLE's ``+ idling``); then back to 2.
 
 Logs name sources, folders, counts and French error messages; never a credential, an address,
 a subject or a name.

@@ -221,9 +221,16 @@ class Folder:
             self.client.remove_flags(uids, [keyword], silent=True)
 
     def _changed_since_select(self) -> bool:
-        """Mail or flags changed while we were reading (a notification may have been consumed)."""
+        """Mail or flags changed while we were reading (a notification may have been consumed).
+
+        A NOOP first: Dovecot's STATUS of the selected folder gives this session's view, which only a
+        command such as NOOP brings up to date. (An IDLE begun afterwards does announce such mail,
+        right after ``+ idling`` and usually in the same packet: see :meth:`_buffered`.)"""
         if self.info is None:
             return False
+        _, untagged = self.client.noop()
+        if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"EXPUNGE") for r in untagged):
+            return True
         items = [b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if self.info.highestmodseq is not None else [])
         now = self.client.folder_status(self.name, items)
         if int(now.get(b"UIDNEXT", 0) or 0) > self.info.uidnext:
@@ -271,7 +278,6 @@ class Folder:
                     break
         finally:
             self.client.idle_done()
-
 
     def _buffered(self) -> bool:
         """Whether the server's next lines are already on our side of the socket: in imaplib's
