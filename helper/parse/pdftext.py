@@ -15,10 +15,11 @@ Where, step by step (:func:`extract`):
    When it found a 2D-DOC or a DCC, its signatures are checked there too, and that is the answer:
    no child, no pipe, no JSON, and the worker's caches stay warm. The worker is itself bounded:
    the pool gives each message a time budget (a worker over it is killed, the message
-   quarantined ``too_slow``), a worker that dies has its message quarantined, and on Linux the
-   worker has an address-space limit (:data:`WORKER_EXTRA_BYTES` above what it held when it
-   started): an allocation past it raises ``MemoryError``, and the worker quarantines that
-   message ``too_large`` and goes on (:func:`helper.index.worker.process_item`).
+   quarantined ``too_slow``), a worker that dies has its message quarantined, and the worker has
+   an address-space limit (:data:`WORKER_EXTRA_BYTES` above what it held when it started): an
+   allocation past it raises ``MemoryError``, and the worker quarantines that message
+   ``too_large`` and goes on (:func:`helper.index.worker.process_item`). Only where that limit can
+   be set (Linux): elsewhere (Windows) the worker reads no code itself and step 2 does it all.
 2. Otherwise (no code in a plain image: a code drawn as vector paths, an image the fast path does
    not take; or not in a pool worker: the service's own process, an inline run) the PDF goes to a
    long-lived child with the limits below (:mod:`helper.parse.pdfworker`, started only then),
@@ -122,36 +123,40 @@ def limit_memory(memory: int) -> None:
         pass
 
 
-def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> None:
-    """Step 1 of the module docstring, for the rest of this process's life: it is a parse-pool
-    worker (time budget, crash quarantined); bound its address space to ``extra`` bytes past its
-    present size (Linux, where that size can be read; elsewhere, Windows included, the budget alone
-    bounds it, as it bounds the child where there is no address-space limit).
+def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> bool:
+    """Step 1 of the module docstring, for the rest of this process's life, where this parse-pool
+    worker (time budget, crash quarantined) can also be bounded in memory: its address space to
+    ``extra`` bytes past its present size (Linux, where that size can be read). Elsewhere (Windows,
+    where there is no such limit) it does not read codes itself: every PDF goes to the reader child,
+    as before. Returns whether step 1 is on.
 
     Only the soft limit is set (the hard one stays): the reader child this worker may still start
     sets its own, lower, limit at start-up, which it could not if the hard one were lower. Imports
     the fast path's libraries now, so that the first PDF does not pay for them."""
     global _in_process
+    try:
+        import resource
+    except ImportError:
+        return False
+    if not _address_space():
+        return False
     import zxingcpp  # noqa: F401
 
     from helper.parse.verify import _crypto
 
     _crypto()
     try:
-        import resource
-
-        size = _address_space()
-        if size:
-            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            limit = size + extra
-            if soft != resource.RLIM_INFINITY:
-                limit = min(limit, soft)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):
-        pass
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = _address_space() + extra
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError):
+        return False
     _in_process = True
+    return True
 
 
 def _address_space() -> int:
