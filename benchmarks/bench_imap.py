@@ -395,7 +395,8 @@ def mbsync_incremental(server: Dovecot, work: Path, n: int, seed: int, how: str 
     return {"delivery": how, "wall_s": run.wall_s, "messages": after - before}
 
 
-def keyword_round_trips(a: Helper, b: Helper, dossiers: list[str], rounds: int) -> dict[str, Any]:
+def keyword_round_trips(a: Helper, b: Helper, dossiers: list[str], rounds: int,
+                        server: Dovecot | None = None) -> dict[str, Any]:
     pairs = []
     for dossier in dossiers[:10]:
         found_a, found_b = a.search(dossier)["results"], b.wait_for(dossier, timeout=30)["results"]
@@ -415,7 +416,13 @@ def keyword_round_trips(a: Helper, b: Helper, dossiers: list[str], rounds: int) 
         want = not current
         while (b.cert(id_b)["delivered_at"] is not None) != want:
             if time.perf_counter() - started > 30:
-                raise RuntimeError("keyword change did not reach desk B in 30 s")
+                # what to look at next time: did desk A write the keyword, and what do the desks say?
+                flags = server.flags("Partage") if server is not None else "?"
+                remis = sorted(uid for uid, f in flags.items() if "$SidepRemis" in f) if isinstance(flags, dict) else flags
+                raise RuntimeError(f"keyword change (round {i}, want delivered={want}) did not reach desk B in 30 s; "
+                                   f"Partage UIDs with $SidepRemis on the server: {remis}; desk A delivered_at: "
+                                   f"{a.cert(id_a)['delivered_at']}; desk A imap: {a.status()['imap']}; "
+                                   f"desk B imap: {b.status()['imap']}")
             time.sleep(0.01)
         times.append(time.perf_counter() - started)
     times.sort()
@@ -585,7 +592,7 @@ def main() -> int:
             say("Keyword round trip between two desks ...")
             b = Helper.start(work / "desk-b", helper_config(server, password, ["Partage"], trust=trust))
             helpers.append(b)
-            kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds)
+            kw = keyword_round_trips(a, b, [spec.dossier for spec in shared], args.rounds, server)
             say(f"  {kw['rounds']} round trips: median {kw['median_s'] * 1000:.0f} ms, p95 {kw['p95_s'] * 1000:.0f} ms")
             results["keywords"] = kw
         for h in helpers:  # mbsync alone on the mailbox, as the helper was
