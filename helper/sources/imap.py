@@ -14,9 +14,9 @@ What happens, step by step (the loop around it is ``helper.service.imapsync``):
 4. the only writes are the keywords ``$SidepImprime`` / ``$SidepRemis`` (only when the folder's
    PERMANENTFLAGS allow new keywords, ``\\*``) and the optional move to ``move_processed_to``;
 5. :meth:`Folder.wait` waits for news: IDLE where offered (the server tells of new mail or changed
-   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write; an
-   announcement already read off the socket with IDLE's ``+ idling`` (mail that came while we were
-   reading) ends the wait too, though no poll on the socket would see it.
+   flags at once), else a plain pause, checking every 0.2 s whether to stop or to write. During
+   IDLE nothing is parsed: any byte from the server (in imaplib's buffer or on the socket) ends the
+   wait, and what it said is read in blocking mode (:meth:`Folder._buffered` says why).
 
 Nothing here logs a credential, a header value or a message: imapclient's own loggers are silenced.
 """
@@ -24,6 +24,7 @@ Nothing here logs a credential, a header value or a message: imapclient's own lo
 from __future__ import annotations
 
 import re
+import select
 import socket
 import ssl
 import time
@@ -269,22 +270,24 @@ class Folder:
             return
         self.client.idle()
         try:
+            sock = self.client.socket()
             while time.monotonic() < deadline and not interrupted():
                 if self._buffered():
-                    break  # an answer already read off the socket: the poll in idle_check cannot see it
-                responses = self.client.idle_check(timeout=0.2)
-                if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"FETCH", b"EXPUNGE", b"RECENT")
-                       for r in responses):
-                    break
+                    break  # the server said something (new mail, changed flags, a keep-alive): look
+                select.select([sock], [], [], 0.2)
         finally:
-            self.client.idle_done()
+            self.client.idle_done()  # reads what the server said, in blocking mode
 
     def _buffered(self) -> bool:
-        """Whether the server's next lines are already on our side of the socket: in imaplib's
-        buffered reader or decrypted by TLS. The server often sends IDLE's ``+ idling`` and the
-        ``* n EXISTS`` of mail that came while we were reading in one packet; reading the first line
-        buffers both, and the poll on the socket in ``idle_check`` then waits for news that has
-        already come (until ``poll_seconds``)."""
+        """Whether the server has said something since IDLE began: bytes in imaplib's buffered
+        reader, or on the socket (read into that buffer, whole, without waiting).
+
+        Not imapclient's ``idle_check``, for two reasons found with Dovecot: the server often sends
+        IDLE's ``+ idling`` and the ``* n EXISTS`` of mail that came while we were reading in one
+        packet, and reading the first line buffers both, where a poll on the socket never sees the
+        second (the wait lasted until ``poll_seconds``); and its non-blocking ``readline`` over TLS
+        drops the start of a line whose end has not arrived yet (``SSLWantReadError``). Here nothing
+        is parsed during IDLE: any news ends the wait, and ``idle_done`` reads it in blocking mode."""
         imap = self.client._imap  # noqa: SLF001
         sock = self.client.socket()
         sock.setblocking(False)
