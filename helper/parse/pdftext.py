@@ -161,10 +161,15 @@ def read_codes_in_this_process(extra: int = WORKER_EXTRA_BYTES) -> bool:
 
 def _address_space() -> int:
     """This process's address-space size in bytes (``VmSize``; 0 where it cannot be read)."""
+    return proc_status_bytes(b"VmSize")
+
+
+def proc_status_bytes(field: bytes) -> int:
+    """A size from this process's /proc/self/status (Linux), in bytes; 0 where it cannot be read."""
     try:
         with open("/proc/self/status", "rb") as status:
             for row in status:
-                if row.startswith(b"VmSize:"):
+                if row.startswith(field + b":"):
                     return int(row.split()[1]) * 1024  # kB
     except (OSError, ValueError, IndexError):
         pass

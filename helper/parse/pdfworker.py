@@ -251,13 +251,11 @@ def _peak_rss() -> int:
     of this address space only. ``ru_maxrss`` would not do: Linux carries the peak of the process
     that started us across ``exec``, so a child of a large service would look over its ceiling at
     once and be replaced after every PDF."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for row in status:
-                if row.startswith(b"VmHWM:"):
-                    return int(row.split()[1]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
+    from helper.parse.pdftext import proc_status_bytes
+
+    peak = proc_status_bytes(b"VmHWM")
+    if peak:
+        return peak
     try:
         import resource
 
