@@ -40,14 +40,23 @@ def no_idle_pool() -> Iterator[None]:
     """Each test starts its own workers (with this test's settings) and leaves none behind."""
     pool._close_idle()
     pdfworker._close()  # this process's own reader child, if an earlier test started one
+    _before.clear()
+    _before.update(p.pid for p in _readers())  # left by an earlier test module's workers, not ours
     yield
     pool._close_idle()
     pdfworker._close()
 
 
+_before: set[int] = set()
+
+
 def reader_children() -> list[psutil.Process]:
-    """The pdfium reader children (helper.parse.pdfworker) of this test process's pool workers
-    (not the one an earlier test may have started for this process itself)."""
+    """The pdfium reader children (helper.parse.pdfworker) of this test's pool workers (not the one
+    an earlier test may have started for this process itself, nor those of an earlier module's)."""
+    return [p for p in _readers() if p.pid not in _before]
+
+
+def _readers() -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
