@@ -165,8 +165,9 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed (exit {proc.returncode}):\n{stdout}\n{stderr}")
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return {"wall_s": wall, "cpu_s": cpu, "cores": cpu / wall, "peak_tree_rss": peaks["rss"],
+    user, system = after.children_user - before.children_user, after.children_system - before.children_system
+    cpu = user + system
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_user_s": user, "cpu_system_s": system, "cores": cpu / wall, "peak_tree_rss": peaks["rss"],
             "peak_tree_pss": peaks["pss"], "processes": peaks["procs"], "orphans_reaped": orphans,
             "load_before": load, "stdout": stdout}
 
@@ -232,8 +233,10 @@ def per_pdf(pdfs: list[bytes], trust: Path) -> dict[str, list[float]]:
 def line(label: str, run: dict[str, Any], messages: int, reference: float | None) -> str:
     rate = messages / run["wall_s"]
     ratio = f"  {rate / reference:4.2f}× notmuch" if reference else ""
+    per_msg = run["cpu_s"] / messages * 1000
     return (f"{label:<24} {run['wall_s']:7.2f} s {rate:7,.0f} msg/s{ratio}  CPU {run['cpu_s']:6.1f} s "
-            f"({run['cores']:.2f} cores)  peak RSS tree {fmt_bytes(run['peak_tree_rss'])}, PSS "
+            f"(user {run['cpu_user_s']:.1f} s + system {run['cpu_system_s']:.1f} s; {per_msg:.2f} ms/message; "
+            f"{run['cores']:.2f} cores)  peak RSS tree {fmt_bytes(run['peak_tree_rss'])}, PSS "
             f"{fmt_bytes(run['peak_tree_pss'])} ({run['processes']} proc.; orphans {run['orphans_reaped']}; "
             f"load before {run['load_before']:.2f})")
 

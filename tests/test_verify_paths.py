@@ -120,6 +120,26 @@ def test_a_replaced_or_removed_key_file_is_seen_at_the_next_pdf(trust_dir: Path)
     assert signature() == "valid"
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=80), st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=a1 ", max_size=24))
+def test_base32_reads_what_the_standard_library_reads_and_refuses_the_rest(data: bytes, garbage: str) -> None:
+    """The 2D-DOC signature's base32 reader (one big integer, no loop over blocks) gives exactly
+    base64.b32decode's bytes, padded or not, and refuses exactly what it refuses."""
+    import base64
+
+    text = base64.b32encode(data).decode()
+    assert barcodes.b32decode(text) == data and barcodes.b32decode(text.rstrip("=")) == data
+    try:
+        expected: bytes | None = base64.b32decode(garbage + "=" * (-len(garbage) % 8))
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = barcodes.b32decode(garbage)
+    except barcodes.BarcodeError:
+        got = None
+    assert got == expected
+
+
 def test_base45_decodes_the_rfc_examples_and_refuses_the_rest() -> None:
     assert barcodes.b45decode("BB8") == b"AB" and barcodes.b45decode("%69 VD92EX0") == b"Hello!!"
     assert barcodes.b45decode("UJCLQE7W581") == b"base-45"

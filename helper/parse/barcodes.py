@@ -23,6 +23,7 @@ bounded so that a hostile payload costs little. The decoded payload is kept as r
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,17 +132,39 @@ def parse_2ddoc(payload: bytes) -> TwoDDoc:
     tail = text[us + 1 :]
     for stop in (chr(GS), chr(RS)):  # an annex may follow the signature
         tail = tail.split(stop, 1)[0]
-    try:
-        b32 = tail.strip().upper()
-        signature = base64.b32decode(b32 + "=" * (-len(b32) % 8))
-    except (ValueError, TypeError) as exc:
-        raise BarcodeError("signature du 2D-DOC illisible (base32)") from exc
+    signature = b32decode(tail.strip().upper())
     return TwoDDoc(
         version=version, ca_id=header[4:8], cert_id=header[8:12], issued=_day(header[12:16]),
         signed=_day(header[16:20]), doc_type=doc_type,
         perimeter=header[22:24] if size >= 24 else None, country=header[24:26] if size >= 26 else None,
         fields=fields, signed_data=payload[:us], signature=signature, raw=payload,
     )
+
+
+_STOPS = (chr(GS), chr(RS))
+_STOP = re.compile("[\x1d\x1e]")
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+#: RFC 4648 base32 letters → the digits ``int(..., 32)`` reads (``A`` → ``0`` … ``7`` → ``v``).
+_B32_DIGITS = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
+_B32_PLAIN = re.compile("[A-Z2-7]*")
+#: Characters left in an unpadded base32 text's last block → bytes they give (other counts are invalid).
+_B32_TAIL = {0: 0, 2: 1, 4: 2, 5: 3, 7: 4}
+
+
+def b32decode(text: str) -> bytes:
+    """Base32 (RFC 4648, padding optional) as :func:`base64.b32decode` reads it, without its
+    Python loop over every block: the letters become one big base-32 number. Raises BarcodeError."""
+    bare = text.rstrip("=")
+    tail = _B32_TAIL.get(len(bare) % 8)
+    if tail is not None and _B32_PLAIN.fullmatch(bare) and (len(text) == len(bare) or len(text) % 8 == 0):
+        if not bare:
+            return b""
+        size = len(bare) // 8 * 5 + tail
+        return (int(bare.translate(_B32_DIGITS), 32) >> (len(bare) * 5 - size * 8)).to_bytes(size, "big")
+    try:  # anything unusual: the standard library's checks and messages
+        return base64.b32decode(text + "=" * (-len(text) % 8))
+    except (ValueError, TypeError) as exc:
+        raise BarcodeError("signature du 2D-DOC illisible (base32)") from exc
 
 
 def _fields(message: str, doc_type: str) -> dict[str, str]:
@@ -160,14 +183,13 @@ def _fields(message: str, doc_type: str) -> dict[str, str]:
             if len(value) != high:
                 raise BarcodeError(f"champ {fid} tronqué")
             at += high
-            if at < len(message) and message[at] in (chr(GS), chr(RS)):
+            if at < len(message) and message[at] in _STOPS:
                 at += 1  # a (needless) terminator after a fixed-length value
         else:
-            end = at
-            while end < len(message) and end - at < high and message[end] not in (chr(GS), chr(RS)):
-                end += 1
+            stop = _STOP.search(message, at, at + high)
+            end = stop.start() if stop else min(at + high, len(message))
             value = message[at:end]
-            at = end + 1 if end < len(message) and message[end] in (chr(GS), chr(RS)) else end
+            at = end + 1 if end < len(message) and message[end] in _STOPS else end
             if len(value) < low:
                 raise BarcodeError(f"champ {fid} trop court")
         if fid in out:
@@ -268,6 +290,13 @@ def _plain(value: Any, depth: int = 0) -> Any:
     """Decoded CBOR as plain JSON-like values (maps with text keys, lists, text, numbers)."""
     if depth > 8:
         raise BarcodeError("DCC trop imbriqué")
+    kind = type(value)
+    if kind is str or kind is int or value is None:  # the common cases first, without ABC checks
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if kind is list:
+        return [_plain(v, depth + 1) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -160,10 +160,11 @@ MAX_STREAM_BYTES = 1024 * 1024
 _IMAGE = re.compile(rb"/Subtype\s*/Image(?![^\s/<>\[\]()%{}])")
 _TOKEN = re.compile(rb"/[^\s/<>\[\]()%{}]*|\[|\]|[^\s/<>\[\]()%{}]+")
 _SPACE = b" \t\r\n\f\0"
+_NESTED = re.compile(rb"[<>(){}%]")
 _CHANNELS = {b"/DeviceGray": 1, b"/DeviceRGB": 3}
 _FLATE = (None, b"/FlateDecode", (b"/FlateDecode",))
-#: Byte → its 8 pixels, for 1-bit images (0 is black in DeviceGray).
-_BITS = [bytes(255 if (b >> (7 - i)) & 1 else 0 for i in range(8)) for b in range(256)]
+#: For 1-bit images (0 is black in DeviceGray): per bit position, byte → that bit's pixel (0 or 255).
+_BIT_PIXELS = [bytes(255 if (b >> (7 - i)) & 1 else 0 for b in range(256)) for i in range(8)]
 
 
 def fast_payloads(data: bytes) -> list[bytes]:
@@ -178,23 +179,22 @@ def fast_payloads(data: bytes) -> list[bytes]:
         if image is None:
             continue
         images += 1
-        pixels, width, height, channels = image
-        _decode_pixels(pixels, width, height, channels, found, pure=True, fixed=True)
+        pixels, width, height, channels, stride = image
+        _decode_pixels(pixels, width, height, channels, found, pure=True, fixed=True, stride=stride)
     return found
 
 
-def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, int] | None:
-    """The pixels of the image XObject whose ``/Subtype /Image`` is at ``at``, or None when it is
-    not a plain one (see the module docstring) or its stream is cut short."""
+def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, int, int] | None:
+    """The pixels of the image XObject whose ``/Subtype /Image`` is at ``at`` (pixels, width,
+    height, channels, bytes a row), or None when it is not a plain one (see the module docstring)
+    or its stream is cut short."""
     start = data.rfind(b"<<", max(0, at - DICT_WINDOW), at)
     end = data.find(b">>", after, after + DICT_WINDOW)
-    if start < 0 or end < 0 or b">>" in data[start + 2 : at] or b"<<" in data[after:end]:
-        return None  # not the top level of one flat dictionary
+    if start < 0 or end < 0 or _NESTED.search(data, start + 2, end):
+        return None  # not one flat dictionary (no nested one, string, comment or procedure)
     if not data[max(0, start - 32) : start].rstrip(_SPACE).endswith(b"obj"):
         return None  # not an object's own dictionary (a stream must be one)
     body = data[start + 2 : end]
-    if any(c in body for c in (b"<", b">", b"(", b")", b"{", b"}", b"%")):
-        return None
     entries = _entries(_TOKEN.findall(body))
     if entries is None or not _plain(entries):
         return None
@@ -216,10 +216,12 @@ def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, in
             return None
     if len(pixels) < size:
         return None  # truncated
-    if bits == 1:
-        pixels = b"".join(b"".join(map(_BITS.__getitem__, pixels[y * row : (y + 1) * row]))[:width]
-                          for y in range(height))
-    return pixels, width, height, channels
+    if bits == 1:  # one byte a pixel; each row keeps its padding bits, past the width (the stride)
+        spread = bytearray(8 * size)
+        for i, table in enumerate(_BIT_PIXELS):
+            spread[i::8] = pixels.translate(table)
+        return bytes(spread), width, height, 1, 8 * row
+    return pixels, width, height, channels, row
 
 
 def _entries(tokens: list[bytes]) -> dict[bytes, object] | None:
