@@ -184,7 +184,7 @@ def fast_payloads(data: bytes) -> list[bytes]:
     return found
 
 
-def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, int, int] | None:
+def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes | memoryview, int, int, int, int] | None:
     """The pixels of the image XObject whose ``/Subtype /Image`` is at ``at`` (pixels, width,
     height, channels, bytes a row), or None when it is not a plain one (see the module docstring)
     or its stream is cut short."""
@@ -208,7 +208,7 @@ def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, in
     if raw is None:
         return None
     if entries.get(b"/Filter") is None:
-        pixels = raw[:size]
+        pixels = raw[:size]  # a view into the PDF's bytes: a 160×160 logo is 25 KB, not copied
     else:
         try:
             pixels = zlib.decompressobj().decompress(raw, size)  # never more than the image's size
@@ -217,9 +217,9 @@ def _stream_image(data: bytes, at: int, after: int) -> tuple[bytes, int, int, in
     if len(pixels) < size:
         return None  # truncated
     if bits == 1:  # one byte a pixel; each row keeps its padding bits, past the width (the stride)
-        spread = bytearray(8 * size)
+        spread, packed = bytearray(8 * size), bytes(pixels)
         for i, table in enumerate(_BIT_PIXELS):
-            spread[i::8] = pixels.translate(table)
+            spread[i::8] = packed.translate(table)
         return bytes(spread), width, height, 1, 8 * row
     return pixels, width, height, channels, row
 
@@ -258,7 +258,7 @@ def _plain(entries: dict[bytes, object]) -> bool:
             and b"/Decode" not in entries and b"/ImageMask" not in entries)
 
 
-def _stream_bytes(data: bytes, after_dict: int, length: object) -> bytes | None:
+def _stream_bytes(data: bytes, after_dict: int, length: object) -> memoryview | None:
     """The stream's bytes: ``/Length`` of them when it is direct and ``endstream`` follows, else
     up to ``endstream`` (at most :data:`MAX_STREAM_BYTES`); None when the stream is cut short."""
     at = after_dict
@@ -271,6 +271,6 @@ def _stream_bytes(data: bytes, after_dict: int, length: object) -> bytes | None:
     if isinstance(length, bytes) and length.isdigit() and int(length) <= MAX_STREAM_BYTES:
         end = at + int(length)
         if data[end : end + 32].lstrip(_SPACE).startswith(b"endstream"):
-            return data[at:end]
+            return memoryview(data)[at:end]  # not copied
     end = data.find(b"endstream", at, at + MAX_STREAM_BYTES)
-    return data[at:end] if end >= 0 else None
+    return memoryview(data)[at:end] if end >= 0 else None
