@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in (("verify", "ingest, verification on"), ("noverify", "ingest, verification off")):
         say(line(label, runs[key], n, ref))
         say(f"{'':<24} report {runs[key]['report']}; verification {runs[key]['verification']}")
+    added = {k: (runs["verify"][k] - runs["noverify"][k]) / n * 1000 for k in ("cpu_s", "cpu_user_s", "cpu_system_s")}
+    say(f"{'':<24} CPU added by verification: {added['cpu_s']:.2f} ms/message (user {added['cpu_user_s']:.2f}, "
+        f"system {added['cpu_system_s']:.2f}); compare CPU, not durations, when the machine is shared")
     verified_ok = runs["verify"]["verification"] == {"verified": info["certificates"]}
     counts_ok = all(runs[k]["report"].get("new") == info["certificates"] for k in ("verify", "noverify"))
 

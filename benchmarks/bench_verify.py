@@ -46,7 +46,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def line(name: str, values: list[float]) -> str:
-    return f"{name:<34} médiane {statistics.median(values):8.1f} ms   p95 {pct(values, 95):8.1f} ms"
+    return f"{name:<34} médiane {statistics.median(values):8.2f} ms   p95 {pct(values, 95):8.2f} ms"
 
 
 def main() -> int:
