@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,15 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) 
         except OSError:
             time.sleep(0.2)
     raise AssertionError("serve did not answer /health in time")
+
+
+def stored_pdfs(home: Path) -> dict[str, bytes]:
+    """The certificate PDFs a helper keeps (its ``pdf/pdfs.sqlite3``), by SHA-256."""
+    db = sqlite3.connect(f"file:{home / 'pdf' / 'pdfs.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {sha: bytes(data) for sha, data in db.execute("SELECT sha256, data FROM pdfs")}
+    finally:
+        db.close()
 
 
 def recent_spec(rng: random.Random, **overrides: Any) -> Any:

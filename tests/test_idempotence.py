@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mailgen
 import pytest
-from conftest import Cli
+from conftest import Cli, stored_pdfs
 
 NOTHING = {"new": 0, "duplicates": 0, "ignored": 0, "quarantined": 0}
 
@@ -301,16 +301,15 @@ def assert_complete_index(cli: Cli, specs: list[mailgen.CertSpec], sample_size: 
     sample = random.Random(len(specs)).sample(specs, sample_size)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda s: cli.search(s.dossier), sample))
-    blobs = {p.name: p for p in (cli.home / "pdf").rglob("*.pdf")}
+    blobs = stored_pdfs(cli.home)
     for spec, found in zip(sample, results, strict=True):
         assert found["total"] == 1, (spec.dossier, found["results"])
         cert = found["results"][0]
         assert (cert["last_name"], cert["message_id"]) == (spec.last_name, spec.message_id)
         # The certificate's PDF is stored and intact.
-        stored = blobs[f"{cert['pdf_sha256']}.pdf"].read_bytes()
-        assert stored == mailgen.make_pdf(spec, size=6000)
-    for name, path in blobs.items():  # no blob half-written by a killed worker
-        assert hashlib.sha256(path.read_bytes()).hexdigest() + ".pdf" == name
+        assert blobs[cert["pdf_sha256"]] == mailgen.make_pdf(spec, size=6000)
+    for sha256, data in blobs.items():  # no PDF half-written by a killed run
+        assert hashlib.sha256(data).hexdigest() == sha256
 
 
 def test_killed_maildir_ingest_resumes_without_loss_or_duplicates(cli: Cli, tmp_path: Path, crash_corpus) -> None:

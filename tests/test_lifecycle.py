@@ -37,7 +37,7 @@ from typing import Any
 
 import mailgen
 from apicontract import validate
-from conftest import Cli, free_port, start, wait_healthy
+from conftest import Cli, free_port, start, stored_pdfs, wait_healthy
 
 NOW = dt.datetime.now().replace(microsecond=0, second=0)
 SITE = mailgen.luhn_finess("75071218")
@@ -211,7 +211,7 @@ def test_certificate_past_retention_at_arrival_is_not_stored(cli: Cli, tmp_path:
     assert "90 jours" in proc.stdout
     assert cli.search("perimee")["total"] == 0 and cli.search("actuelle")["total"] == 1
     assert cli.search(old.dossier)["purged"] == {"retention_days": 90}
-    assert len(list((cli.home / "pdf").rglob("*.pdf"))) == 1  # the expired one's PDF was never written
+    assert len(stored_pdfs(cli.home)) == 1  # the expired one's PDF was never written
     status = cli.status()
     assert status["expired"] == 1 and status["certificates"] == 1
     assert "déjà expirés à leur arrivée (non conservés) : 1" in cli.run("status").stdout
@@ -247,8 +247,7 @@ def test_resent_certificate_with_another_pdf_leaves_no_orphan(cli: Cli, tmp_path
     other_pdf = mailgen.make_pdf(spec, size=90_000)  # the same certificate, another PDF
     mailgen.write_eml(tmp_path / "again", [mailgen.make_message(spec, pdf=other_pdf)])
     assert cli.ingest(tmp_path / "again") == {"new": 0, "duplicates": 1, "ignored": 0, "quarantined": 0}
-    blobs = list((cli.home / "pdf").rglob("*"))
-    assert [p.stat().st_size for p in blobs if p.is_file()] == [len(mailgen.make_pdf(spec))]
+    assert [len(pdf) for pdf in stored_pdfs(cli.home).values()] == [len(mailgen.make_pdf(spec))]
 
 
 def test_pdf_alone_completed_by_its_mail_leaves_one_pdf(cli: Cli, tmp_path: Path) -> None:
@@ -262,8 +261,7 @@ def test_pdf_alone_completed_by_its_mail_leaves_one_pdf(cli: Cli, tmp_path: Path
     mailgen.write_eml(tmp_path / "mail", [mailgen.make_message(spec)])  # the mail carries another PDF file
     assert cli.ingest(tmp_path / "mail") == {"new": 0, "duplicates": 1, "ignored": 0, "quarantined": 0}
     assert cli.search(spec.dossier)["results"][0]["pdf_only"] is False
-    blobs = [p for p in (cli.home / "pdf").rglob("*") if p.is_file()]
-    assert [p.stat().st_size for p in blobs] == [len(mailgen.make_pdf(spec))]
+    assert [len(pdf) for pdf in stored_pdfs(cli.home).values()] == [len(mailgen.make_pdf(spec))]
 
 
 def test_quarantine_cap_setting(cli: Cli) -> None:
@@ -363,7 +361,7 @@ def test_service_purge_at_start_leaves_no_trace(tmp_path: Path) -> None:
         assert service.push(mailgen.spoof(spoof_spec)) == "quarantined"
         mailgen.write_eml(drop, [mailgen.make_message(c), mailgen.make_message(kept)])
         _wait(lambda: service.search(c.dossier)["total"] == 1 and service.search(kept.dossier)["total"] == 1)
-        assert len([p for p in (service.home / "pdf").rglob("*") if p.is_file()]) == 4
+        assert len(stored_pdfs(service.home)) == 4
         # A certificate already past retention, pushed or dropped: not stored, said so.
         expired = aged(rng, 100, last_name="EXPIRÉE-DÈSLARRIVÉE", first_name="Ysaline")
         assert service.push(mailgen.make_message(expired)) == "expired"
@@ -426,3 +424,28 @@ def test_quarantine_is_capped_oldest_first(tmp_path: Path) -> None:
         assert as_json["quarantine_evicted"] == 1 and as_json["quarantine_max_mb"] == 1
     finally:
         service.stop()
+
+
+def test_pdf_left_by_a_killed_run_is_swept_once_an_hour_old(cli: Cli, tmp_path: Path) -> None:
+    """A worker stores a PDF before the main process commits its row: a run killed in between leaves
+    a PDF no certificate refers to. The sweep (at each service start) removes it once it is an hour
+    old — a younger one may belong to a row being committed — and keeps every PDF in use."""
+    from helper.index.store import Store
+
+    spec = aged(random.Random(21), 2)
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(spec)])
+    assert cli.ingest(tmp_path / "eml")["new"] == 1
+    (kept,) = stored_pdfs(cli.home)
+    old_orphan, young_orphan = "a" * 64, "b" * 64
+    store = Store(cli.home)
+    try:
+        store.blobs.put(old_orphan, b"%PDF-1.4 ORPHELINE-ANCIENNE")
+        store.blobs.put(young_orphan, b"%PDF-1.4 ORPHELINE-RECENTE")
+        db = sqlite3.connect(cli.home / "pdf" / "pdfs.sqlite3")
+        db.execute("UPDATE pdfs SET added = added - 7200 WHERE sha256 IN (?, ?)", (old_orphan, kept))
+        db.commit()
+        db.close()
+        assert store.sweep_orphan_pdfs() == 1
+    finally:
+        store.close()
+    assert set(stored_pdfs(cli.home)) == {kept, young_orphan}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import random
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import mailgen
-from conftest import Cli
+from conftest import Cli, stored_pdfs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,3 +64,42 @@ def test_index_of_the_first_release_is_migrated(cli: Cli, tmp_path: Path) -> Non
         "SELECT count(*), coalesce(sum(superseded), 0), coalesce(sum(pdf_only), 0) FROM certificates",
         "SELECT count(*) FROM certificates WHERE delivered_at IS NULL")]
     assert all("COVERING INDEX certificates_state" in plan for plan in plans), plans
+
+
+def test_pdf_files_of_an_earlier_version_are_served_then_purged(cli: Cli, tmp_path: Path) -> None:
+    """Earlier versions wrote each PDF as a file, pdf/ab/<sha256>.pdf: an upgraded helper still hands
+    it out (verified against its hash), and the purge removes it with its certificate, leaving no trace."""
+    from test_lifecycle import traces
+
+    from helper.index.store import Store
+
+    old = mailgen.random_spec(random.Random(3), last_name="ANCIENFORMAT", first_name="Clothilde")
+    mailgen.write_eml(tmp_path / "eml", [mailgen.make_message(old)])
+    assert cli.ingest(tmp_path / "eml")["new"] == 1
+    (sha256, pdf), = stored_pdfs(cli.home).items()
+    # The data directory as an earlier version left it: the PDF in its own file.
+    (cli.home / "pdf" / "pdfs.sqlite3").unlink()
+    legacy = cli.home / "pdf" / sha256[:2] / f"{sha256}.pdf"
+    legacy.parent.mkdir()
+    legacy.write_bytes(pdf)
+
+    cert_id = cli.search(old.dossier)["results"][0]["id"]
+    store = Store(cli.home)
+    try:
+        assert store.pdf(cert_id) == pdf
+        legacy.write_bytes(pdf[:-1] + b"#")  # a damaged file is not handed out
+        assert store.pdf(cert_id) is None
+        legacy.write_bytes(pdf)
+    finally:
+        store.close()
+    assert hashlib.sha256(legacy.read_bytes()).hexdigest() == sha256
+
+    db = sqlite3.connect(cli.home / "index.sqlite3")  # 200 days pass
+    long_ago = (dt.date.today() - dt.timedelta(days=200)).isoformat()
+    db.execute("UPDATE certificates SET integrated_at = ?, sampled_at = ?, added_at = ?", (long_ago, long_ago, long_ago))
+    db.commit()
+    db.close()
+    (cli.home / "config.toml").write_text("retention_days = 90\n", encoding="utf-8")
+    assert cli.json("purge")["ids"] == [cert_id]
+    assert not legacy.exists()
+    assert traces(cli.home, [old.last_name, old.first_name]) == []

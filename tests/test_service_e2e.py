@@ -20,7 +20,7 @@ from typing import Any
 import mailgen
 import pytest
 from apicontract import validate
-from conftest import Cli, free_port, recent_spec, start, wait_healthy
+from conftest import Cli, free_port, recent_spec, start, stored_pdfs, wait_healthy
 from cups import CupsPdf, ensure_cups_pdf
 from pypdf import PdfReader
 
@@ -185,7 +185,7 @@ def test_purge_removes_rows_and_pdfs_and_keeps_ids_in_the_audit(service: Service
     mailgen.write_eml(service.drop, [mailgen.make_message(old), mailgen.make_message(recent)])
     assert service.wait_for("ancien")["total"] == 1 and service.wait_for("recent")["total"] == 1
     old_id = service.search("ancien")["results"][0]["id"]
-    pdfs_before = {p.name for p in (service.cli.home / "pdf").rglob("*.pdf")}
+    pdfs_before = set(stored_pdfs(service.cli.home))
 
     config = service.cli.home / "config.toml"
     config.write_text("retention_days = 60\n" + config.read_text(encoding="utf-8"), encoding="utf-8")
@@ -195,7 +195,7 @@ def test_purge_removes_rows_and_pdfs_and_keeps_ids_in_the_audit(service: Service
     assert service.search("recent")["total"] == 1
     status, _, _ = service.call("GET", f"/api/v1/certificates/{old_id}/pdf")
     assert status == 404
-    pdfs_after = {p.name for p in (service.cli.home / "pdf").rglob("*.pdf")}
+    pdfs_after = set(stored_pdfs(service.cli.home))
     assert len(pdfs_before - pdfs_after) == 1
     audit = service.cli.run("audit", "export", "--since", dt.date.today().isoformat()).stdout
     purge_lines = [line for line in audit.splitlines() if ",purge," in line]

@@ -19,7 +19,8 @@ Then, outside the transaction (the PDFs to remove are listed in ``pdf_removals``
 ``scrub_pending`` is set in it, so that a purge killed before the end is finished by the next
 one): PDFs no certificate uses any more removed; ``scrub``: FTS segments merged (``optimize``, which drops deleted entries), name words no longer indexed
 removed from the typo vocabulary (and its generation bumped, so search caches rebuild), and the
-write-ahead log checkpointed and truncated. ``secure_delete`` zeroes every freed page.
+write-ahead logs (the index's and the PDFs', helper.index.blobs) checkpointed and truncated.
+``secure_delete`` zeroes every freed page.
 
 Certificates already past the limit when ingested are not stored at all (``is_expired``): the
 ingest counts them ``expired`` and leaves the same tombstones (``bury``).
@@ -216,7 +217,7 @@ def scrub(store: Store) -> None:
     # scrub stays pending, and the next purge tries again).
     for _ in range(50):
         busy, _log, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if not busy:
+        if not busy and store.blobs.checkpoint():
             with store.transaction():
                 db.execute("DELETE FROM meta WHERE key = 'scrub_pending'")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -225,10 +226,15 @@ def scrub(store: Store) -> None:
 
 
 def sweep_orphan_pdfs(store: Store, min_age_seconds: float = 3600) -> int:
-    """Remove PDF files no certificate refers to (left by an interrupted run). Returns how many."""
+    """Remove the PDFs no certificate refers to (left by an interrupted run) once ``min_age_seconds``
+    old (a younger one may belong to a row being committed). Returns how many."""
     used = {r[0] for r in store.db.execute("SELECT DISTINCT pdf_sha256 FROM certificates WHERE pdf_sha256 IS NOT NULL")}
     removed = 0
     limit = time.time() - min_age_seconds
+    for sha256 in store.blobs.older_than(limit):
+        if sha256 not in used:
+            store.blobs.remove(sha256)
+            removed += 1
     for folder in store.blobs.root.glob("??"):
         for path in folder.iterdir():
             sha256 = path.name.split(".")[0]

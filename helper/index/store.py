@@ -4,7 +4,8 @@ Layout of the data directory (folders 0700, files 0600)::
 
     index.sqlite3        certificates, full-text index, name vocabulary, file states, quarantine,
                          tombstones (schema and migrations: helper.index.schema)
-    pdf/ab/abcdef….pdf   each certificate PDF once, named by its SHA-256 (helper.index.blobs)
+    pdf/pdfs.sqlite3     each certificate PDF once, by its SHA-256 (helper.index.blobs; older
+                         versions wrote pdf/ab/abcdef….pdf files, still read)
     quarantine/…eml      pushed messages that could not be used (helper.index.quarantine)
     keyed-hash.key       the secret of the keyed hashes left by a purge (helper.index.lifecycle)
 
@@ -66,7 +67,7 @@ class Store:
         self.readonly = readonly
         self._key: bytes | None = None
         self._key_checked = False
-        self.blobs = BlobStore(data_dir / "pdf")
+        self.blobs = BlobStore(data_dir / "pdf", readonly=readonly)
         db_path = data_dir / DB_NAME
         if readonly:
             if not db_path.exists():
@@ -105,6 +106,7 @@ class Store:
         return self._key
 
     def close(self) -> None:
+        self.blobs.close()
         self.db.close()
 
     @contextmanager
