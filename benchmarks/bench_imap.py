@@ -170,6 +170,22 @@ def fill_maildir(server: Dovecot, corpus: Path) -> None:
         os.chown(server.maildir / sub, mail.pw_uid, mail.pw_gid)
 
 
+#: ``--storage``: how the private Dovecot stores the mailbox (``mail_location``, added to its configuration)
+STORAGE_CONF = {"maildir": "", "sdbox": "mail_location = sdbox:~/sdbox\n", "mdbox": "mail_location = mdbox:~/mdbox\n"}
+
+
+def fill_mailbox(server: Dovecot, corpus: Path, storage: str) -> None:
+    """The corpus into INBOX: straight into the Maildir (:func:`fill_maildir`); for Dovecot's own
+    formats (sdbox, one file per message; mdbox, several per file) through that Maildir, imported with
+    ``doveadm import`` then removed."""
+    fill_maildir(server, corpus)
+    if storage == "maildir":
+        return
+    subprocess.run(["doveadm", "-c", str(server.conf), "import", "-u", server.user, f"maildir:{server.maildir}", "",
+                    "all"], check=True, capture_output=True, env=server._env())  # noqa: SLF001
+    shutil.rmtree(server.maildir)
+
+
 def index_mailbox(server: Dovecot, folder: str = "INBOX") -> float:
     started = time.perf_counter()
     subprocess.run(["doveadm", "-c", str(server.conf), "mailbox", "status", "-u", server.user, "messages uidnext",
@@ -336,11 +352,17 @@ def deliver(server: Dovecot, raws: list[bytes], seed: int, how: str) -> float:
     with no Dovecot process involved), all renames at once, timed from the first rename;
     ``lda``: one ``dovecot-lda`` after the other (what an MTA handing mail to Dovecot does), timed
     from the end of the last delivery (each delivery takes long in a large Maildir, see
-    benchmarks/README.md, and the helper reads the first ones meanwhile)."""
+    benchmarks/README.md, and the helper reads the first ones meanwhile);
+    ``append``: IMAP APPEND one after the other over one connection (what a mail server's own
+    delivery into a Dovecot does, whatever its storage), timed from the first APPEND."""
     if how == "lda":
         for raw in raws:
             server.deliver(raw)
         return time.perf_counter()
+    if how == "append":
+        started = time.perf_counter()
+        server.append_many(raws)
+        return started
     mail = pwd.getpwnam("mail")
     staged = []
     for i, raw in enumerate(raws):
@@ -479,7 +501,8 @@ def timed_incremental(label: str, server: Dovecot, helper: Helper, seed: int, ho
     return inc
 
 
-DELIVERY = {"rename": "tmp/ → new/, as Postfix's Maildir delivery", "lda": "dovecot-lda, one after the other"}
+DELIVERY = {"rename": "tmp/ → new/, as Postfix's Maildir delivery", "lda": "dovecot-lda, one after the other",
+            "append": "IMAP APPEND, one after the other"}
 
 
 def main() -> int:
@@ -490,9 +513,13 @@ def main() -> int:
     parser.add_argument("--verify", choices=("off", "on", "both"), default="both",
                         help="barcode verification (verify_barcodes) in the helper: off, on (default), or both")
     parser.add_argument("--no-notmuch", action="store_true", help="skip notmuch new")
-    parser.add_argument("--delivery", choices=("rename", "lda", "both"), default="rename",
-                        help="how the incremental step's 100 messages arrive: renamed into new/ (default), "
-                             "dovecot-lda, or both")
+    parser.add_argument("--storage", choices=tuple(STORAGE_CONF), default="maildir",
+                        help="how Dovecot stores the mailbox: maildir (default), sdbox or mdbox (Dovecot's own "
+                             "formats: no directory re-read when mail arrives)")
+    parser.add_argument("--delivery", choices=("rename", "lda", "append", "both"), default=None,
+                        help="how the incremental step's 100 messages arrive: renamed into new/ (default with "
+                             "maildir), dovecot-lda, IMAP APPEND (default with sdbox/mdbox), or both "
+                             "(rename and lda with maildir, append and lda otherwise)")
     parser.add_argument("--repeat", type=int, default=1, help="incremental steps per setting (default 1)")
     parser.add_argument("--incremental-only", action="store_true",
                         help="only what the incremental step needs: verification off, no notmuch, no keyword "
@@ -507,23 +534,26 @@ def main() -> int:
     if os.geteuid() != 0:
         say("This benchmark starts a private Dovecot and must run as root.")
         return 2
+    first_way = "rename" if args.storage == "maildir" else "append"
+    if args.delivery == "rename" and args.storage != "maildir":
+        parser.error("--delivery rename writes into a Maildir: use --storage maildir")
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-imap-", dir=args.out))
-    server = start_dovecot(client_cert=False)
+    server = start_dovecot(client_cert=False, extra_conf=STORAGE_CONF[args.storage])
     helpers: list[Helper] = []
     if args.incremental_only:
         args.verify, args.no_notmuch = "off", True
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.verify]
-    deliveries = ["rename", "lda"] if args.delivery == "both" else [args.delivery]
-    results: dict[str, Any] = {"n": args.n, "cpu_count": os.cpu_count(), "load_start": load()}
+    deliveries = [first_way, "lda"] if args.delivery == "both" else [args.delivery or first_way]
+    results: dict[str, Any] = {"n": args.n, "storage": args.storage, "cpu_count": os.cpu_count(), "load_start": load()}
     try:
         password = work / "imap-password"
         password.write_text(server.password + "\n")
         password.chmod(0o600)
-        say(f"Filling a Maildir with {args.n:,} messages ...")
+        say(f"Filling the mailbox ({args.storage}) with {args.n:,} messages ...")
         t0 = time.perf_counter()
         corpus, info = generate_corpus(args.out, args.n, args.seed)
-        fill_maildir(server, corpus)
+        fill_mailbox(server, corpus, args.storage)
         global SIGNER
         SIGNER, trust = corpus_signer(corpus.parent), corpus.parent / "liste-de-confiance"
         certs, others, total = info["certificates"], info["others"], info["bytes"]
@@ -588,7 +618,7 @@ def main() -> int:
                     time.sleep(2)
                     runs.append(timed_incremental(key, server, a, next(seeds), how))
                     added += 100
-                suffix = "" if how == "rename" else "_lda"
+                suffix = "" if how == first_way else f"_{how}"
                 results[f"incremental_100_{key}{suffix}"] = runs[0] if len(runs) == 1 else runs
             if verify != modes[-1]:
                 a.stop()
@@ -613,7 +643,7 @@ def main() -> int:
                 inc["load"] = load()
                 say(f"  {inc['wall_s']:.2f} s for mbsync to fetch the {inc['messages']} new messages; load {inc['load']}")
                 runs.append(inc)
-            results["mbsync_incremental_100" + ("" if how == "rename" else "_lda")] = runs[0] if len(runs) == 1 else runs
+            results["mbsync_incremental_100" + ("" if how == first_way else f"_{how}")] = runs[0] if len(runs) == 1 else runs
         results["load_end"] = load()
         (args.out / "imap-results.json").write_text(json.dumps(results, indent=2, default=str))
         return 0
