@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import mailgen
-from conftest import Cli
+from conftest import Cli, stored_pdfs
 
 from helper.parse.text import fold
 
@@ -54,7 +54,7 @@ def test_data_folder_is_private(cli: Cli, tmp_path: Path) -> None:
     cli.status()
 
     paths = everything_under(cli.home)
-    assert any(p.suffix == ".pdf" for p in paths) and (cli.home / "index.sqlite3") in paths
+    assert (cli.home / "pdf" / "pdfs.sqlite3") in paths and (cli.home / "index.sqlite3") in paths
     wrong = []
     for path in paths:
         mode = stat.S_IMODE(path.lstat().st_mode)
@@ -71,15 +71,15 @@ def test_pdfs_are_stored_once_under_their_sha256_and_nothing_names_a_patient(cli
     cli.trust_forwarders("@labo.mssante.fr")
     cli.ingest(tmp_path / "src")
 
-    stored = sorted(p for p in (cli.home).rglob("*") if p.is_file() and p.suffix == ".pdf")
+    stored = stored_pdfs(cli.home)
     expected = {hashlib.sha256(mailgen.make_pdf(s)).hexdigest(): s for s in specs}
-    assert sorted(p.name for p in stored) == sorted(f"{h}.pdf" for h in expected)  # each PDF once
-    for path in stored:
-        data = path.read_bytes()
-        sha = path.name.removesuffix(".pdf")
+    assert sorted(stored) == sorted(expected)  # each PDF once, under its hash
+    for sha, data in stored.items():
         assert hashlib.sha256(data).hexdigest() == sha
         assert data == mailgen.make_pdf(expected[sha])
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not [p for p in cli.home.rglob("*.pdf")]  # no file per PDF any more
+    for path in (cli.home / "pdf").iterdir():  # the PDF database and its logs
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for sha, spec in expected.items():
         [cert] = cli.search(spec.dossier)["results"]
         assert cert["pdf_sha256"] == sha
